@@ -11,13 +11,15 @@ _os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from . import plots  # noqa: E402
 from .arch import Arch, UnsupportedModelError, arch  # noqa: E402
-from .models import PACKAGED, ModelNotAvailableError, cache_dir, device, load_model, prepare  # noqa: E402
+from . import metrics  # noqa: E402
+from .models import (PACKAGED, ModelNotAvailableError, cache_dir, device, load_model,  # noqa: E402
+                     prepare, tokenizer_for)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Arch", "ModelNotAvailableError", "PACKAGED", "UnsupportedModelError", "arch", "cache_dir",
-    "device", "load_model", "plots", "prepare", "seed_everything",
+    "device", "load_model", "metrics", "plots", "prepare", "seed_everything", "tokenizer_for",
 ]
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "device",
     "load_model",
     "prepare",
+    "tokenizer_for",
 ]
 
 CACHE_ENV = "PRUNING_COURSE_CACHE"
@@ -294,6 +295,15 @@ def _packaged(name: str) -> PackagedModel:
 
 # ----------------------------------------------------------------------------- the public loader
 
+import weakref  # noqa: E402
+
+_TOKENIZERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def tokenizer_for(model):
+    """The tokenizer that :func:`load_model` returned with ``model`` (None if it was loaded elsewhere)."""
+    return _TOKENIZERS.get(model)
+
 def _resolve_dtype(dtype, dev: str) -> torch.dtype:
     if dtype is None:
         return torch.float32
@@ -366,4 +376,5 @@ def load_model(name: str = "smollm2-135m", *, device: str | None = None, dtype=N
     model.to(dev)
     model.eval()
     model.requires_grad_(False)
+    _TOKENIZERS[model] = tok
     return model, tok
