@@ -6,7 +6,6 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
-export MPLBACKEND ?= Agg
 
 .PHONY: setup model run test unit notebooks bench lab clean
 
