@@ -33,3 +33,18 @@ def seed_everything(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+from .trace import Trace, compare, trace, transitions  # noqa: E402
+
+__all__ += ["Trace", "compare", "trace", "transitions"]
+
+from .corpus import load_calibration, load_heldout  # noqa: E402
+from .evaluation import perplexity  # noqa: E402
+from .pruning import PruneResult, pruned, sparsity_report, sublayer_importance  # noqa: E402
+
+__all__ += ["PruneResult", "load_calibration", "load_heldout", "perplexity", "pruned",
+            "sparsity_report", "sublayer_importance"]
+
+from . import perturb, widgets  # noqa: E402
+
+__all__ += ["perturb", "widgets"]

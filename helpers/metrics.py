@@ -48,12 +48,15 @@ def one_minus_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     Uses :math:`1-\cos = \tfrac12 \| \hat a - \hat b \|^2` for unit vectors, which stays accurate
     when the two vectors are nearly parallel (where ``1 - cosine(a, b)`` would round to 0).
+    Zero vectors follow :func:`cosine`: two zero vectors give 0, one zero vector against a
+    non-zero one gives 1.
     """
     a, b = _f(a), _f(b)
     na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
     d = 0.5 * ((a / na.clamp_min(EPS)) - (b / nb.clamp_min(EPS))).pow(2).sum(-1)
-    both_zero = (na.squeeze(-1) <= EPS) & (nb.squeeze(-1) <= EPS)
-    return torch.where(both_zero, torch.zeros_like(d), d)
+    za, zb = na.squeeze(-1) <= EPS, nb.squeeze(-1) <= EPS
+    d = torch.where(za ^ zb, torch.ones_like(d), d)
+    return torch.where(za & zb, torch.zeros_like(d), d)
 
 
 def par_perp(x: torch.Tensor, x_pruned: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,10 +118,20 @@ def top1_agree(z: torch.Tensor, z_pruned: torch.Tensor) -> torch.Tensor:
 
 
 def weighted_var(v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    r""":math:`\mathrm{Var}_w(v) = \sum_i w_i (v_i - \sum_j w_j v_j)^2` for weights summing to 1."""
+    r""":math:`\mathrm{Var}_w(v) = \sum_i w_i (v_i - \sum_j w_j v_j)^2` for weights summing to 1.
+
+    Entries with zero weight are left out entirely, so a value that is undefined where it does
+    not count (e.g. ``Δz = -inf - (-inf)`` at a token masked in both models) gives no NaN; an
+    infinite value with positive weight gives ``inf``.
+    """
     v, w = _f(v), _f(w)
-    mean = (w * v).sum(-1, keepdim=True)
-    return (w * (v - mean).pow(2)).sum(-1)
+    used = w > 0
+    zero = torch.zeros((), dtype=v.dtype, device=v.device)
+    mean = torch.where(used, w * v, zero).sum(-1, keepdim=True)
+    var = torch.where(used, w * (v - mean).pow(2), zero).sum(-1)
+    # an infinite value where the weight is positive: the spread is infinite (not inf - inf = NaN)
+    infinite = (used & torch.isinf(v)).any(-1)
+    return torch.where(infinite, torch.full_like(var, math.inf), var)
 
 
 def second_order_cos(x: torch.Tensor, x_pruned: torch.Tensor) -> torch.Tensor:
@@ -157,3 +170,69 @@ def option_logits(z: torch.Tensor, option_ids) -> torch.Tensor:
 def option_probs(z: torch.Tensor, option_ids, T: float = 1.0) -> torch.Tensor:
     """``p`` restricted to the option tokens and renormalised: ``softmax(z_S / T)``."""
     return log_softmax(option_logits(z, option_ids), T).exp()
+
+
+# ----------------------------------------------------------------------------- fused summaries
+# The functions above each make several passes over their inputs. For vocabulary-wide vectors
+# (49k entries per token) computing all of them site after site is slow, so these two compute the
+# same quantities in a few passes. tests/test_trace.py checks them against the functions above.
+
+def geometry(x: torch.Tensor, x_pruned: torch.Tensor) -> dict[str, torch.Tensor]:
+    r"""In one go: ``cos``, ``one_minus_cos``, ``par`` :math:`=\|Δx_\parallel\|/\|x\|`, ``perp``
+    :math:`=\|Δx_\perp\|/\|x\|` and ``rel_norm`` :math:`=(\|x'\|-\|x\|)/\|x\|`.
+
+    Same values as :func:`cosine`, :func:`one_minus_cos`, :func:`par_perp` (norms over
+    :math:`\|x\|`) and :func:`relative_norm_change`, zero vectors included. With
+    :math:`x' = (1+c)\,x + Δx_\perp`, :math:`c = \langle Δx, x\rangle/\|x\|^2`, Pythagoras gives
+    :math:`\|x'\|^2 = (1+c)^2\|x\|^2 + \|Δx_\perp\|^2`; for :math:`1 + c > 0`,
+    :math:`\cos = 1/\sqrt{1+t}` with :math:`t = \|Δx_\perp\|^2 / ((1+c)^2\|x\|^2)` and
+    :math:`1-\cos = t / (\sqrt{1+t}\,(1+\sqrt{1+t}))`, free of cancellation.
+    """
+    x, xp = _f(x), _f(x_pruned)
+    d = xp - x
+    xx = x.pow(2).sum(-1)
+    c = (x * d).sum(-1) / xx.clamp_min(EPS * EPS)
+    perp_v = d - c.unsqueeze(-1) * x
+    pp = perp_v.pow(2).sum(-1)
+    nx = xx.sqrt()
+    one_c = 1.0 + c
+    yy = one_c.pow(2) * xx + pp                    # ||x'||^2
+    ny = yy.sqrt()
+    # cos: the cancellation-free form where 1 + c > 0, the direct one elsewhere
+    t = pp / (one_c.pow(2) * xx).clamp_min(EPS * EPS)
+    s = torch.sqrt(1.0 + t)
+    pos = one_c > 0
+    cos = torch.where(pos, 1.0 / s, one_c * xx / (nx * ny).clamp_min(EPS))
+    omc = torch.where(pos, t / (s * (1.0 + s)), 1.0 - cos)
+    zx, zy = nx <= EPS, ny <= EPS
+    cos = torch.where(zx | zy, torch.where(zx & zy, 1.0, 0.0).to(cos.dtype), cos.clamp(-1.0, 1.0))
+    omc = torch.where(zx | zy, torch.where(zx & zy, 0.0, 1.0).to(omc.dtype), omc)
+    nxc = nx.clamp_min(EPS)
+    # ||x'||^2 - ||x||^2 = (2c + c^2)||x||^2 + ||Δx_perp||^2, divided without cancellation
+    rel = ((2 * c + c * c) * xx + pp) / (nxc * (ny + nx).clamp_min(EPS))
+    rel = torch.where(zx, ny / nxc, rel)
+    par = torch.where(zx, torch.zeros_like(c), c.abs())
+    perp = torch.where(zx, d.pow(2).sum(-1).sqrt(), pp.sqrt()) / nxc
+    return {"cos": cos, "one_minus_cos": omc, "par": par, "perp": perp, "rel_norm": rel}
+
+
+def divergences(z: torch.Tensor, z_pruned: torch.Tensor, T: float = 1.0) -> dict[str, torch.Tensor]:
+    r"""In one go, from logits: ``kl`` :math:`\mathrm{KL}(p\|p')`, ``js``, ``tv`` (as :func:`kl`,
+    :func:`js`, :func:`total_variation`), ``top1`` (:func:`top1_agree`), and the probabilities
+    ``p``, ``p_pruned`` themselves (float64), each log-softmax computed once."""
+    lp, lq = log_softmax(z, T), log_softmax(z_pruned, T)
+    p, q = lp.exp(), lq.exp()
+    lm = torch.logaddexp(lp, lq) - math.log(2.0)
+    if bool(torch.isfinite(lp).all()) and bool(torch.isfinite(lq).all()):
+        kl_ = (p * (lp - lq)).sum(-1)
+        js_ = 0.5 * ((p * (lp - lm)).sum(-1) + (q * (lq - lm)).sum(-1))
+    else:  # -inf logits (masked tokens): terms with zero probability contribute 0
+        zero = torch.zeros_like(p)
+        kl_ = torch.where(p > 0, p * (lp - lq), zero).sum(-1)
+        js_ = 0.5 * (torch.where(p > 0, p * (lp - lm), zero).sum(-1)
+                     + torch.where(q > 0, q * (lq - lm), zero).sum(-1))
+    return {"kl": kl_.clamp_min(0.0), "js": js_.clamp_min(0.0), "tv": 0.5 * (p - q).abs().sum(-1),
+            "top1": top1_agree(z, z_pruned), "p": p, "p_pruned": q}
+
+
+__all__ += ["geometry", "divergences"]
