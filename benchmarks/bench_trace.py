@@ -6,8 +6,8 @@ alike), on the default model and a batch of 8 prompts of exactly 100 tokens:
 * ``forward``      the plain forward pass ``model(input_ids, attention_mask, use_cache=False)``;
 * ``trace_all``    :func:`helpers.trace` recording all five sites of every layer at every position;
 * ``trace_resid``  the same, only the three residual sites (resid_pre, resid_mid, resid_post);
-* ``lens_last``    :func:`helpers.trace` at the last position, plus the logit lens ``z`` of
-  ``resid_post`` at every layer (one unembedding per layer).
+* ``lens_last``    :func:`helpers.trace` at the last position (all sites), plus the logit lens
+  ``z`` of ``resid_post`` at every layer (``Trace.z_stack``: one unembedding per layer, batched).
 
 Each under ``torch.inference_mode()``; the median of ``--reps`` repetitions (default 10), after
 two warm-up rounds, of the wall time and of the CPU time of this process (``time.process_time``:
@@ -29,7 +29,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import helpers  # noqa: E402
-from helpers.trace import site_name  # noqa: E402
 
 # Eight prompts written for this benchmark, each longer than 100 tokens (truncated to 100).
 PROMPTS = [
@@ -89,7 +88,6 @@ def main() -> None:
     batch = tok(PROMPTS, return_tensors="pt", truncation=True, max_length=args.tokens)
     assert batch["input_ids"].shape == (8, args.tokens), batch["input_ids"].shape
     L = helpers.arch(model).n_layers
-    last_sites = [site_name(i, "resid_post") for i in range(L)]
 
     def forward():
         with torch.inference_mode():
@@ -103,8 +101,7 @@ def main() -> None:
 
     def lens_last():
         tr = helpers.trace(model, tok, batch, positions=-1)
-        for s in last_sites:
-            tr.z(s)
+        tr.z_stack("resid_post")             # z of resid_post at every layer: [30, 8, 1, V]
 
     variants = {"forward": forward, "trace_all": trace_all, "trace_resid": trace_resid,
                 "lens_last": lens_last}

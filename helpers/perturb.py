@@ -96,9 +96,11 @@ def spread(z: torch.Tensor, z_pruned: torch.Tensor, T: float = 1.0, k: int = 50)
     """
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}.")
+    return _spread(z, z_pruned, M._f(z_pruned) - M._f(z), M.log_softmax(z, T).exp(), T, k)
+
+
+def _spread(z, z_pruned, dz, p, T, k):
     k = min(k, z.shape[-1])
-    dz = M._f(z_pruned) - M._f(z)
-    p = M.log_softmax(z, T).exp()
     mu = (p * torch.where(p > 0, dz, torch.zeros_like(dz))).sum(-1, keepdim=True)
     idx = torch.cat([z.topk(k, dim=-1).indices, z_pruned.topk(k, dim=-1).indices], dim=-1)
     return (dz - mu).gather(-1, idx).abs().max(-1).values / T
@@ -128,17 +130,23 @@ def measure(z: torch.Tensor, z_pruned: torch.Tensor, T: float = 1.0, *,
     if (h is None) != (h_pruned is None):
         raise ValueError("Give both h and h_pruned, or neither.")
     V = z.shape[-1]
-    z2, zp2 = z.reshape(-1, V), z_pruned.reshape(-1, V)
-    lp = M.log_softmax(z2, T)
-    p, pp = lp.exp(), M.log_softmax(zp2, T).exp()
+    z2, zp2 = M._f(z.reshape(-1, V)), M._f(z_pruned.reshape(-1, V))
+    # the same values as metrics.kl, second_order_kl, second_order_cos_p, ... (tests/test_metrics.py
+    # checks it), with each log-softmax computed once: vocabulary-wide rows are expensive
+    div = M.divergences(z2, zp2, T)
+    p, pp = div["p"], div["p_pruned"]
+    dz = zp2 - z2
+    r = p * p
+    r = r / r.sum(-1, keepdim=True)
     data = {
         "row": torch.arange(z2.shape[0]),
         "T": float(T),
-        "kl": M.kl(z2, zp2, T), "kl_est": M.second_order_kl(z2, zp2, T),
-        "cos_p": M.one_minus_cos(p, pp), "cos_p_est": M.second_order_cos_p(z2, zp2, T),
+        "kl": div["kl"], "kl_est": M.weighted_var(dz, p) / (2 * T * T),
+        "cos_p": M.one_minus_cos(p, pp), "cos_p_est": M.weighted_var(dz, r) / (2 * T * T),
         "cos_z": M.one_minus_cos(z2, zp2), "cos_z_est": M.second_order_cos(z2, zp2),
-        "spread": spread(z2, zp2, T), "p_max": p.max(-1).values, "entropy": entropy(z2, T),
-        "top1": M.top1_agree(z2, zp2),
+        "spread": _spread(z2, zp2, dz, p, T, 50), "p_max": p.max(-1).values,
+        "entropy": -torch.where(p > 0, p * p.log(), torch.zeros_like(p)).sum(-1),
+        "top1": div["top1"],
     }
     if h is not None:
         if h.shape[:-1] != z.shape[:-1] or h.shape != h_pruned.shape:

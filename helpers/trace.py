@@ -225,6 +225,24 @@ class Trace:
             z = torch.cat([self._lens(flat[i:i + _CHUNK]) for i in range(0, len(flat), _CHUNK)])
         return z.reshape(*h.shape[:2], -1)
 
+    def z_stack(self, kind: str = "resid_post", *, all_positions: bool = False) -> torch.Tensor:
+        """The logit lens of one site kind at every layer, ``[n_layers, batch, P', V]``.
+
+        Same values as calling :meth:`z` layer by layer, but all layers go through the
+        unembedding together (a few large matrix products instead of many small ones: faster).
+        """
+        if self._lens is None:
+            raise RuntimeError("This Trace has no logit lens (it was built without `lens=`).")
+        hs = self.stack(kind)                                   # [L, B, P, d]
+        idx = self.lens_index(all_positions).to(hs.device)
+        if idx.shape[1] != hs.shape[2]:
+            hs = hs.gather(2, idx[None, ..., None].expand(hs.shape[0], -1, -1, hs.shape[-1]))
+        flat = hs.reshape(-1, hs.shape[-1])
+        step = 4 * _CHUNK
+        with torch.inference_mode():
+            z = torch.cat([self._lens(flat[i:i + step]) for i in range(0, len(flat), step)])
+        return z.reshape(*hs.shape[:3], -1)
+
     def _z_shared(self, site: str, all_positions: bool) -> torch.Tensor:
         """:meth:`z`, reusing the last result when ``site`` holds the very same stored tensor
         (``resid_pre(i+1)`` is stored as ``resid_post(i)``). Internal: the result is shared."""
@@ -380,8 +398,11 @@ def trace(model, tokenizer, text_or_batch, *, sites=None, positions=None) -> Tra
         if t.dim() != 3 or t.shape[:2] != (B, S):
             raise RuntimeError(f"A hooked module produced shape {tuple(t.shape)}, expected "
                                f"[{B}, {S}, d]; is the model running on another input?")
-        # a copy either way: later in-place changes by other code cannot alter the record
-        return t.clone() if idx is None else t[rows, idx]
+        # All positions: keep the tensor itself, no copy. It was made by this forward pass under
+        # inference mode (so it cannot be changed in place once the pass is over) and transformers'
+        # decoder layers never change it in place during the pass. Selected positions: a copy
+        # of just those rows, so the rest of the sequence can be freed.
+        return t if idx is None else t[rows, idx]
 
     kwargs = {}
     if idx is not None and _accepts(model, "logits_to_keep"):

@@ -399,3 +399,18 @@ def test_widget_deviations_and_figures(tiny_llama):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_measure_equals_the_metric_functions():
+    """measure() computes with shared intermediates; it must agree with the reference functions."""
+    z = _logits(4, V, seed=40)
+    zp = z + 0.7 * _logits(4, V, scale=1.0, seed=41)
+    for T in (0.3, 1.0, 4.0):
+        df = P.measure(z, zp, T)
+        p, pp = M.log_softmax(z, T).exp(), M.log_softmax(zp, T).exp()
+        ref = {"kl": M.kl(z, zp, T), "kl_est": M.second_order_kl(z, zp, T),
+               "cos_p": M.one_minus_cos(p, pp), "cos_p_est": M.second_order_cos_p(z, zp, T),
+               "cos_z": M.one_minus_cos(z, zp), "cos_z_est": M.second_order_cos(z, zp),
+               "spread": P.spread(z, zp, T), "entropy": P.entropy(z, T), "top1": M.top1_agree(z, zp)}
+        for col, v in ref.items():
+            np.testing.assert_allclose(df[col].to_numpy(), v.numpy(), rtol=1e-10, atol=1e-14, err_msg=col)

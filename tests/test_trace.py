@@ -451,3 +451,14 @@ def test_fused_metrics_match_the_plain_ones():
     d = M.divergences(masked, zp)
     assert torch.isfinite(d["kl"]).all() and torch.isfinite(d["js"]).all()
     torch.testing.assert_close(d["kl"], M.kl(masked, zp))
+
+
+def test_z_stack_equals_layer_by_layer(ids):
+    model = _gemma()
+    for positions in (None, -1, [1, 3]):
+        tr = trace(model, None, ids, positions=positions)
+        zs = tr.z_stack("resid_mid")
+        assert zs.shape[0] == tr.n_layers
+        for i in range(tr.n_layers):
+            torch.testing.assert_close(zs[i], tr.z(site_name(i, "resid_mid")), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tr.z_stack(all_positions=True)[-1], tr.logits, atol=1e-5, rtol=1e-5)
