@@ -34,6 +34,8 @@ notebooks: setup
 
 bench: setup
 	$(PY) benchmarks/bench_load.py
+	$(PY) benchmarks/bench_pruning.py
+	$(PY) benchmarks/bench_trace.py
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/00_start_here.ipynb
