@@ -1,50 +1,72 @@
 """helpers: the small package shared by the notebooks of *When pruning works*.
 
 The notebooks show the ideas; this package does the plumbing. Public names are stable.
+
+Modules (each reachable as ``helpers.<module>``): ``models`` (loading), ``architectures`` (where
+a family keeps its parts), ``hooks``, ``tracing`` (:func:`trace`), ``comparison``
+(:func:`compare`, :func:`transitions`), ``metrics``, ``pruning`` (:func:`pruned`), ``corpus``,
+``evaluation`` (:func:`perplexity`), ``tasks``, ``perturb``, ``widgets``, ``plots``.
+
+Calling convention: ``f(model, tokenizer, data, *, options)``; wherever a tokenizer is needed and
+``None`` is passed, the one :func:`load_model` returned with the model is used.
 """
 from __future__ import annotations
 
 import os as _os
+import sys as _sys
+import types as _types
+import warnings as _warnings
 
-# Nothing is fetched from a model hub unless a user names a hub model and is online.
-_os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from . import (architectures, comparison, corpus, evaluation, hooks, metrics, models, perturb, plots,
+               pruning, tasks, tracing, widgets)
+from .architectures import Arch, UnsupportedModelError, arch
+from .comparison import compare, transitions
+from .corpus import load_calibration, load_heldout
+from .evaluation import perplexity
+from .models import (PACKAGED, MissingTokenizerError, ModelNotAvailableError, cache_dir, device,
+                     load_model, prepare, resolve_tokenizer, tokenizer_for)
+from .pruning import PruneResult, PruningError, pruned, sparsity_report, sublayer_importance
+from .tracing import Trace, trace
 
-from . import plots  # noqa: E402
-from .arch import Arch, UnsupportedModelError, arch  # noqa: E402
-from . import metrics  # noqa: E402
-from .models import (PACKAGED, ModelNotAvailableError, cache_dir, device, load_model,  # noqa: E402
-                     prepare, tokenizer_for)
-
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "Arch", "ModelNotAvailableError", "PACKAGED", "UnsupportedModelError", "arch", "cache_dir",
-    "device", "load_model", "metrics", "plots", "prepare", "seed_everything", "tokenizer_for",
+    "Arch", "MissingTokenizerError", "ModelNotAvailableError", "PACKAGED", "PruneResult",
+    "PruningError", "Trace", "UnsupportedModelError", "architectures", "arch", "cache_dir",
+    "compare", "comparison", "corpus", "device", "evaluation", "hooks", "load_calibration",
+    "load_heldout", "load_model", "metrics", "models", "perplexity", "perturb", "plots", "prepare",
+    "pruned", "pruning", "resolve_tokenizer", "seed_everything", "sparsity_report",
+    "sublayer_importance", "tasks", "tokenizer_for", "trace", "tracing", "transitions", "widgets",
 ]
+
+# Tokenizers' own thread pool would compete with torch's on a 2-core laptop and warns after a fork
+# (Jupyter kernels fork); torch does the parallel work here.
+_os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and PyTorch so that a run can be reproduced."""
-    import random
+    import transformers
 
-    import numpy as np
-    import torch
+    transformers.set_seed(seed)
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
-from .trace import Trace, compare, trace, transitions  # noqa: E402
+class _MovedModule(_types.ModuleType):
+    """``helpers.trace`` / ``helpers.arch`` as *module paths* (0.1 names): forwards to the new module.
 
-__all__ += ["Trace", "compare", "trace", "transitions"]
+    ``helpers.trace`` and ``helpers.arch`` themselves are the public functions; only
+    ``from helpers.trace import site_name``-style imports land here, with a DeprecationWarning.
+    """
 
-from .corpus import load_calibration, load_heldout  # noqa: E402
-from .evaluation import perplexity  # noqa: E402
-from .pruning import PruneResult, pruned, sparsity_report, sublayer_importance  # noqa: E402
+    def __init__(self, old: str, new: _types.ModuleType):
+        super().__init__(old)
+        self._new = new
 
-__all__ += ["PruneResult", "load_calibration", "load_heldout", "perplexity", "pruned",
-            "sparsity_report", "sublayer_importance"]
+    def __getattr__(self, name):
+        _warnings.warn(f"the module {self.__name__} is now {self._new.__name__}; import from there",
+                       DeprecationWarning, stacklevel=2)
+        return getattr(self._new, name)
 
-from . import perturb, widgets  # noqa: E402
 
-__all__ += ["perturb", "widgets"]
+_sys.modules.setdefault(__name__ + ".trace", _MovedModule(__name__ + ".trace", tracing))
+_sys.modules.setdefault(__name__ + ".arch", _MovedModule(__name__ + ".arch", architectures))

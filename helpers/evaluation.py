@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .models import resolve_tokenizer
+
 __all__ = ["perplexity"]
 
 
@@ -52,12 +54,7 @@ def perplexity(model, tokenizer=None, texts=None, *, max_length: int = 256, stri
     if isinstance(texts, torch.Tensor):
         ids = texts.flatten().long()
     else:
-        if tokenizer is None:
-            from .models import tokenizer_for
-
-            tokenizer = tokenizer_for(model)
-            if tokenizer is None:
-                raise ValueError("perplexity needs a tokenizer (pass tokenizer=...).")
+        tokenizer = resolve_tokenizer(model, tokenizer, what="perplexity of text")
         if texts is None:
             from .corpus import load_heldout
 

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
+import weakref
 import zipfile
 from pathlib import Path
 
@@ -29,11 +30,13 @@ import torch
 
 __all__ = [
     "PACKAGED",
+    "MissingTokenizerError",
     "ModelNotAvailableError",
     "cache_dir",
     "device",
     "load_model",
     "prepare",
+    "resolve_tokenizer",
     "tokenizer_for",
 ]
 
@@ -313,8 +316,6 @@ def _packaged(name: str) -> PackagedModel:
 
 # ----------------------------------------------------------------------------- the public loader
 
-import weakref  # noqa: E402
-
 _TOKENIZERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -322,7 +323,29 @@ def tokenizer_for(model):
     """The tokenizer that :func:`load_model` returned with ``model`` (None if it was loaded elsewhere)."""
     return _TOKENIZERS.get(model)
 
-def _resolve_dtype(dtype, dev: str) -> torch.dtype:
+
+class MissingTokenizerError(ValueError):
+    """Text input was given, but no tokenizer (and none is known for the model)."""
+
+
+def resolve_tokenizer(model, tokenizer=None, *, what: str = "text input"):
+    """``tokenizer`` if given, else the one :func:`load_model` returned with ``model``.
+
+    Every public function that reads text calls this, so a missing tokenizer raises the same
+    :class:`MissingTokenizerError` everywhere.
+    """
+    if tokenizer is not None:
+        return tokenizer
+    tok = tokenizer_for(model) if model is not None else None
+    if tok is None:
+        raise MissingTokenizerError(
+            f"{what} needs a tokenizer: pass tokenizer=... (the one helpers.load_model returned). "
+            f"This model was not loaded with helpers.load_model, so helpers.tokenizer_for(model) "
+            f"does not know it; or pass token ids as a LongTensor.")
+    return tok
+
+
+def _resolve_dtype(dtype) -> torch.dtype:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, str):
@@ -359,7 +382,7 @@ def load_model(name: str = "smollm2-135m", *, device: str | None = None, dtype=N
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = device or globals()["device"]()
-    dt = _resolve_dtype(dtype, dev)
+    dt = _resolve_dtype(dtype)
     if name in PACKAGED:
         source, kwargs = prepare(name), {}
     elif Path(name).expanduser().is_dir():

@@ -116,10 +116,10 @@ def measure(z: torch.Tensor, z_pruned: torch.Tensor, T: float = 1.0, *,
     Columns:
 
     * ``kl`` = KL(p‖p') and ``kl_est`` = :math:`\mathrm{Var}_p(Δz)/(2T^2)` (Theorem 3);
-    * ``cos_p`` = 1 − cos(p, p') and ``cos_p_est`` = :math:`\mathrm{Var}_r(Δz)/(2T^2)`,
+    * ``one_minus_cos_p`` = 1 − cos(p, p') and ``one_minus_cos_p_est`` = :math:`\mathrm{Var}_r(Δz)/(2T^2)`,
       :math:`r = p^2/\|p\|^2` (Theorem 2);
-    * ``cos_z`` = 1 − cos(z, z') and ``cos_z_est`` = :math:`\|Δz_\perp\|^2/(2\|z\|^2)` (Theorem 1);
-    * ``cos_h``, ``cos_h_est`` the same in hidden-state space when ``h`` and ``h_pruned`` are given;
+    * ``one_minus_cos_z`` = 1 − cos(z, z') and ``one_minus_cos_z_est`` = :math:`\|Δz_\perp\|^2/(2\|z\|^2)` (Theorem 1);
+    * ``one_minus_cos_h``, ``one_minus_cos_h_est`` the same in hidden-state space when ``h`` and ``h_pruned`` are given;
     * ``spread`` (:func:`spread`: how far the expansion is stretched), ``p_max`` (the dense top-1
       probability), ``entropy`` of p in nats, ``top1`` (1 where the arg-max agrees), ``T``, ``row`` (the flat index), and every extra keyword as a constant
       column (e.g. ``kind="isotropic", size=0.1``).
@@ -142,8 +142,8 @@ def measure(z: torch.Tensor, z_pruned: torch.Tensor, T: float = 1.0, *,
         "row": torch.arange(z2.shape[0]),
         "T": float(T),
         "kl": div["kl"], "kl_est": M.weighted_var(dz, p) / (2 * T * T),
-        "cos_p": M.one_minus_cos(p, pp), "cos_p_est": M.weighted_var(dz, r) / (2 * T * T),
-        "cos_z": M.one_minus_cos(z2, zp2), "cos_z_est": M.second_order_cos(z2, zp2),
+        "one_minus_cos_p": M.one_minus_cos(p, pp), "one_minus_cos_p_est": M.weighted_var(dz, r) / (2 * T * T),
+        "one_minus_cos_z": M.one_minus_cos(z2, zp2), "one_minus_cos_z_est": M.second_order_cos(z2, zp2),
         "spread": _spread(z2, zp2, dz, p, T, 50), "p_max": p.max(-1).values,
         "entropy": -torch.where(p > 0, p * p.log(), torch.zeros_like(p)).sum(-1),
         "top1": div["top1"],
@@ -154,8 +154,8 @@ def measure(z: torch.Tensor, z_pruned: torch.Tensor, T: float = 1.0, *,
                              f"dims as z; got {tuple(h.shape)}, {tuple(h_pruned.shape)} for z "
                              f"{tuple(z.shape)}.")
         d = h.shape[-1]
-        data["cos_h"] = M.one_minus_cos(h.reshape(-1, d), h_pruned.reshape(-1, d))
-        data["cos_h_est"] = M.second_order_cos(h.reshape(-1, d), h_pruned.reshape(-1, d))
+        data["one_minus_cos_h"] = M.one_minus_cos(h.reshape(-1, d), h_pruned.reshape(-1, d))
+        data["one_minus_cos_h_est"] = M.second_order_cos(h.reshape(-1, d), h_pruned.reshape(-1, d))
     df = pd.DataFrame({k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v)
                        for k, v in data.items()})
     for k, v in columns.items():
@@ -166,13 +166,17 @@ def measure(z: torch.Tensor, z_pruned: torch.Tensor, T: float = 1.0, *,
 #: the measured columns of :func:`measure` that have an estimate, with readable labels
 QUANTITIES = {
     "kl": "KL(p‖p′)  [Thm 3]",
-    "cos_p": "1 − cos(p, p′)  [Thm 2]",
-    "cos_z": "1 − cos(z, z′)  [Thm 1]",
-    "cos_h": "1 − cos(h, h′)  [Thm 1]",
+    "one_minus_cos_p": "1 − cos(p, p′)  [Thm 2]",
+    "one_minus_cos_z": "1 − cos(z, z′)  [Thm 1]",
+    "one_minus_cos_h": "1 − cos(h, h′)  [Thm 1]",
 }
 
 
-def plot_estimates(df: pd.DataFrame, quantities=("kl", "cos_p", "cos_z"), *, hue: str | None = None,
+#: the column names of the first release (``cos_p`` meant 1 − cos): still accepted by plot_estimates
+_LEGACY = {f"cos_{s}": f"one_minus_cos_{s}" for s in "hzp"}
+
+
+def plot_estimates(df: pd.DataFrame, quantities=("kl", "one_minus_cos_p", "one_minus_cos_z"), *, hue: str | None = None,
                    axes=None, palette=None, floor: float = 1e-12, legend: bool = True, **kwargs):
     """Second-order estimate against the measured value, log-log, with the line y = x.
 
@@ -184,7 +188,7 @@ def plot_estimates(df: pd.DataFrame, quantities=("kl", "cos_p", "cos_z"), *, hue
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    quantities = list(quantities)
+    quantities = [_LEGACY.get(q, q) for q in quantities]
     if axes is None:
         _, axes = plt.subplots(1, len(quantities), figsize=(4.2 * len(quantities), 3.8))
     axes = list(np.atleast_1d(axes))

@@ -1,7 +1,6 @@
 """One look for every figure of the series (a seaborn theme and a fixed palette)."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import seaborn as sns
 
 __all__ = ["SPACE_COLORS", "METHOD_COLORS", "set_theme", "palette"]
@@ -28,7 +27,3 @@ def palette(keys) -> dict:
     base = sns.color_palette("colorblind", n_colors=max(len(list(keys)), 1))
     return {k: SPACE_COLORS.get(k, METHOD_COLORS.get(k, base[i % len(base)]))
             for i, k in enumerate(keys)}
-
-
-def close_all() -> None:
-    plt.close("all")

@@ -25,9 +25,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-__all__ = ["DATA_DIR", "load_facts", "multiple_choice", "free_generation", "accuracy"]
+from .corpus import DATA_DIR
+from .models import resolve_tokenizer
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+__all__ = ["DATA_DIR", "load_facts", "multiple_choice", "free_generation", "accuracy"]
 
 
 def load_facts(path: str | None = None, *, split: str = "train"):
@@ -64,6 +65,7 @@ def multiple_choice(model, tokenizer, ds, *, batch_size: int = 32) -> pd.DataFra
     Columns: ``id``, ``pred`` (index of the best option), ``answer``, ``correct`` (bool),
     ``logliks`` (the four summed log-probabilities), ``margin`` (best right minus best wrong).
     """
+    tokenizer = resolve_tokenizer(model, tokenizer, what="multiple_choice")
     dev = next(model.parameters()).device
     pairs = []  # (item index, option index, prompt ids, option ids)
     for i, item in enumerate(ds):
@@ -115,6 +117,7 @@ def free_generation(model, tokenizer, ds, *, max_new_tokens: int = 8, batch_size
 
     Columns: ``id``, ``prompt``, ``generated``, ``correct`` (bool).
     """
+    tokenizer = resolve_tokenizer(model, tokenizer, what="free_generation")
     dev = next(model.parameters()).device
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from . import metrics as M
-from .arch import arch as _arch
+from .architectures import arch as _arch
 from .perturb import measure
 from .plots import SPACE_COLORS
 
@@ -66,8 +66,8 @@ def deviations(model, h: torch.Tensor, size, T: float = 1.0, *,
     ``h' = h + ε · ‖h‖ · u`` with ``u = direction / ‖direction‖`` per row (default: a random
     direction, :func:`random_directions`), for ``ε`` = ``size`` (a number or a sequence of them).
     Returns :func:`helpers.perturb.measure` of ``z = lens(h)``, ``z' = lens(h')`` at temperature
-    ``T`` (with ``h`` and ``h'``): one row per (size, prompt) with ``size``, ``prompt``, ``cos_h``,
-    ``cos_z``, ``cos_p``, ``kl`` and their ``*_est``, ``p_max``, ``top1``. All in one batch.
+    ``T`` (with ``h`` and ``h'``): one row per (size, prompt) with ``size``, ``prompt``, ``one_minus_cos_h``,
+    ``one_minus_cos_z``, ``one_minus_cos_p``, ``kl`` and their ``*_est``, ``p_max``, ``top1``. All in one batch.
     """
     h = _check_h(h, model)
     sizes = np.atleast_1d(np.asarray(size, dtype=float))
@@ -91,7 +91,7 @@ def peakedness_order(model, h: torch.Tensor) -> np.ndarray:
     return np.argsort(pmax.cpu().numpy(), kind="stable")
 
 
-_BARS = [("cos_h", "1−cos h", "h"), ("cos_z", "1−cos z", "z"), ("cos_p", "1−cos p", "p"),
+_BARS = [("one_minus_cos_h", "1−cos h", "h"), ("one_minus_cos_z", "1−cos z", "z"), ("one_minus_cos_p", "1−cos p", "p"),
          ("kl", "KL(p‖p′)", "p")]
 
 

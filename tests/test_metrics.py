@@ -119,13 +119,13 @@ def test_estimates_match_exact_for_small_perturbations(T):
         p, pp = M.log_softmax(z, T).exp(), M.log_softmax(zp, T).exp()
         pairs = {
             "kl": (M.second_order_kl(z, zp, T), M.kl(z, zp, T)),
-            "cos_p": (M.second_order_cos_p(z, zp, T), M.one_minus_cos(p, pp)),
-            "cos_z": (M.second_order_cos(z, zp), M.one_minus_cos(z, zp)),
+            "one_minus_cos_p": (M.second_order_cos_p(z, zp, T), M.one_minus_cos(p, pp)),
+            "one_minus_cos_z": (M.second_order_cos(z, zp), M.one_minus_cos(z, zp)),
         }
         for name, (est, exact) in pairs.items():
             assert (exact > 0).all(), name
             errs[name, eps] = _rel(est, exact)
-    for name in ("kl", "cos_p", "cos_z"):
+    for name in ("kl", "one_minus_cos_p", "one_minus_cos_z"):
         # within a few percent at eps = 1e-2 (the Δz/T here are O(1) per token before eps)
         assert errs[name, 1e-2] < 0.05, (name, errs[name, 1e-2])
         # and the relative error shrinks linearly with eps: second order is exact to O(eps^3)
@@ -349,9 +349,9 @@ def test_measure_table():
     assert len(df) == 6 and (df["kind"] == "test").all() and (df["T"] == 1.5).all()
     np.testing.assert_allclose(df["kl"], M.kl(z, zp, 1.5).reshape(-1).numpy())
     np.testing.assert_allclose(df["kl_est"], M.second_order_kl(z, zp, 1.5).reshape(-1).numpy())
-    np.testing.assert_allclose(df["cos_h_est"], M.second_order_cos(h, hp).reshape(-1).numpy())
+    np.testing.assert_allclose(df["one_minus_cos_h_est"], M.second_order_cos(h, hp).reshape(-1).numpy())
     assert ((df["kl_est"] / df["kl"] - 1).abs() < 0.05).all()
-    assert ((df["cos_p_est"] / df["cos_p"] - 1).abs() < 0.05).all()
+    assert ((df["one_minus_cos_p_est"] / df["one_minus_cos_p"] - 1).abs() < 0.05).all()
     assert np.isfinite(df.select_dtypes("number").to_numpy()).all()
     with pytest.raises(ValueError, match="same shape"):
         P.measure(z, zp[..., :-1])
@@ -361,12 +361,9 @@ def test_measure_table():
 
 @pytest.fixture(scope="module")
 def tiny_llama():
-    import transformers
+    from conftest import tiny_llama as build
 
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return build(layers=2, max_positions=64)
 
 
 def test_widget_deviations_and_figures(tiny_llama):
@@ -379,10 +376,10 @@ def test_widget_deviations_and_figures(tiny_llama):
     df = Wd.deviations(tiny_llama, h, [0.0, 1e-3, 0.1])
     assert len(df) == 15 and set(df["size"]) == {0.0, 1e-3, 0.1}
     zero = df[df["size"] == 0.0]
-    assert (zero[["cos_h", "cos_z", "cos_p", "kl"]].abs().to_numpy() < 1e-12).all()
+    assert (zero[["one_minus_cos_h", "one_minus_cos_z", "one_minus_cos_p", "kl"]].abs().to_numpy() < 1e-12).all()
     tiny = df[df["size"] == 1e-3]
     # a push of 0.1% of ||h||: every estimate is close to its measured value
-    for q in ("cos_h", "cos_z", "cos_p", "kl"):
+    for q in ("one_minus_cos_h", "one_minus_cos_z", "one_minus_cos_p", "kl"):
         assert ((tiny[q + "_est"] / tiny[q] - 1).abs() < 0.05).all(), q
     assert list(Wd.peakedness_order(tiny_llama, h)) == list(np.argsort(df[df["size"] == 0.0]["p_max"].to_numpy(), kind="stable"))
     fig = Wd.explorer_figure(tiny_llama, h, sizes=[1e-3, 1e-2])
@@ -409,8 +406,8 @@ def test_measure_equals_the_metric_functions():
         df = P.measure(z, zp, T)
         p, pp = M.log_softmax(z, T).exp(), M.log_softmax(zp, T).exp()
         ref = {"kl": M.kl(z, zp, T), "kl_est": M.second_order_kl(z, zp, T),
-               "cos_p": M.one_minus_cos(p, pp), "cos_p_est": M.second_order_cos_p(z, zp, T),
-               "cos_z": M.one_minus_cos(z, zp), "cos_z_est": M.second_order_cos(z, zp),
+               "one_minus_cos_p": M.one_minus_cos(p, pp), "one_minus_cos_p_est": M.second_order_cos_p(z, zp, T),
+               "one_minus_cos_z": M.one_minus_cos(z, zp), "one_minus_cos_z_est": M.second_order_cos(z, zp),
                "spread": P.spread(z, zp, T), "entropy": P.entropy(z, T), "top1": M.top1_agree(z, zp)}
         for col, v in ref.items():
             np.testing.assert_allclose(df[col].to_numpy(), v.numpy(), rtol=1e-10, atol=1e-14, err_msg=col)

@@ -8,6 +8,8 @@ import torch
 import helpers
 from helpers import models
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture(scope="module")
 def default_folder():

@@ -11,9 +11,9 @@ from torch import nn
 
 import helpers
 from helpers import pruning
+from conftest import L, tiny_gemma3, tiny_llama
 from helpers.pruning import PruningError, pruned
 
-L = 4  # layers of the tiny models
 WEIGHT_METHODS = [("magnitude", {"sparsity": 0.5}), ("wanda", {"sparsity": 0.5}),
                   ("sparsegpt", {"sparsity": 0.5}), ("magnitude", {"pattern": "2:4"}),
                   ("wanda", {"pattern": "2:4"}), ("sparsegpt", {"pattern": "2:4"})]
@@ -21,26 +21,6 @@ DROP_METHODS = [("drop-attn", {"n": 2}), ("drop-mlp", {"n": 2}), ("drop-block", 
                 ("drop-attn", {"layers": [0, 2]}), ("drop-mlp", {"layers": [0, 3]}),
                 ("drop-block", {"layers": [0, 1]})]
 ALL_METHODS = WEIGHT_METHODS + DROP_METHODS
-
-
-def tiny_llama(seed=0, tie=False):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=L, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=128,
-                                   tie_word_embeddings=tie)
-    return transformers.LlamaForCausalLM(cfg).eval().requires_grad_(False)
-
-
-def tiny_gemma3(seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-                                        num_hidden_layers=L, num_attention_heads=4,
-                                        num_key_value_heads=2, head_dim=8,
-                                        max_position_embeddings=128, sliding_window=6,
-                                        query_pre_attn_scalar=8,
-                                        layer_types=["sliding_attention", "full_attention"] * 2)
-    return transformers.Gemma3ForCausalLM(cfg).eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -109,7 +89,7 @@ def test_restore_after_exception_inside_block(llama, calib, method, opts):
 def test_restore_after_failure_during_pruning(llama, calib, monkeypatch):
     """An error half-way through SparseGPT still leaves the dense model."""
     before = checksum(llama)
-    real, calls = pruning._sparsegpt, []
+    real, calls = pruning.sparsegpt.sparsegpt_prune, []
 
     def flaky(*a, **k):
         calls.append(1)
@@ -117,7 +97,7 @@ def test_restore_after_failure_during_pruning(llama, calib, monkeypatch):
             raise RuntimeError("interrupted")
         return real(*a, **k)
 
-    monkeypatch.setattr(pruning, "_sparsegpt", flaky)
+    monkeypatch.setattr(pruning.calibration, "sparsegpt_prune", flaky)
     with pytest.raises(RuntimeError, match="interrupted"):
         with pruned(llama, "sparsegpt", sparsity=0.5, calibration=calib):
             pass
@@ -155,7 +135,8 @@ def test_nm_masks_are_valid(llama, calib, method, pattern):
 @pytest.mark.parametrize("method", ["magnitude", "wanda"])
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.7])
 def test_per_row_sparsity_is_exact(llama, calib, method, sparsity):
-    with pruned(llama, method, sparsity=sparsity, calibration=calib) as res:
+    scope = {"scope": "row"} if method == "magnitude" else {}
+    with pruned(llama, method, sparsity=sparsity, calibration=calib, **scope) as res:
         for i in range(L):
             for name, lin in helpers.arch(llama).linears(i).items():
                 want = round(sparsity * lin.in_features)
@@ -211,10 +192,10 @@ def test_calibration_flows_through_pruned_earlier_layers(calib, method):
         h.remove()
     X = torch.cat(seen)
     if method == "wanda":
-        want = W.masked_fill(pruning._row_mask(W.abs() * X.norm(dim=0), 0.5, None), 0.0)
+        want = W.masked_fill(pruning.masks.row_mask(W.abs() * X.norm(dim=0), 0.5, None), 0.0)
         assert torch.equal(got, want)
     else:
-        want = pruning._sparsegpt(W, 2 * X.T @ X / X.shape[0], [slice(0, 32)], 0.5, None)
+        want = pruning.sparsegpt.sparsegpt_prune(W, 2 * X.T @ X / X.shape[0], [slice(0, 32)], 0.5, None)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -239,7 +220,9 @@ def test_sparsegpt_reconstructs_better(calib, name, opts):
     W = model.model.layers[0].get_submodule(name).weight.clone()
     err = {}
     for method in ("magnitude", "wanda", "sparsegpt"):
-        with pruned(model, method, calibration=calib, **opts):
+        # per-row magnitude: the same per-row budget as Wanda, so the comparison is of scores only
+        scope = {"scope": "row"} if method == "magnitude" and "sparsity" in opts else {}
+        with pruned(model, method, calibration=calib, **opts, **scope):
             Wp = model.model.layers[0].get_submodule(name).weight
             err[method] = float((X @ W.T - X @ Wp.T).norm())
     assert err["sparsegpt"] < err["wanda"] and err["sparsegpt"] < err["magnitude"], err
@@ -290,7 +273,7 @@ def test_sparsegpt_matches_reference_loop(cols):
     H = 2 * X.T @ X / 400
     W = torch.randn(48, cols)
     for sp, nm, ref in ((0.5, None, (0, 0)), (0.3, None, (0, 0)), (None, (2, 4), (2, 4))):
-        got = pruning._sparsegpt(W, H, [slice(0, 48)], sp, nm)
+        got = pruning.sparsegpt.sparsegpt_prune(W, H, [slice(0, 48)], sp, nm)
         want = reference_sparsegpt(W, H, sp, *ref)
         assert torch.equal(got == 0, want == 0)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
@@ -303,9 +286,9 @@ def test_sparsegpt_stacked_rows_equal_per_matrix():
     H = 2 * X.T @ X / 200
     W1, W2 = torch.randn(24, 32), torch.randn(8, 32)
     for sp, nm in ((0.5, None), (None, (2, 4))):
-        both = pruning._sparsegpt(torch.cat([W1, W2]), H, [slice(0, 24), slice(24, 32)], sp, nm)
-        one = pruning._sparsegpt(W1, H, [slice(0, 24)], sp, nm)
-        two = pruning._sparsegpt(W2, H, [slice(0, 8)], sp, nm)
+        both = pruning.sparsegpt.sparsegpt_prune(torch.cat([W1, W2]), H, [slice(0, 24), slice(24, 32)], sp, nm)
+        one = pruning.sparsegpt.sparsegpt_prune(W1, H, [slice(0, 24)], sp, nm)
+        two = pruning.sparsegpt.sparsegpt_prune(W2, H, [slice(0, 8)], sp, nm)
         torch.testing.assert_close(both, torch.cat([one, two]), rtol=1e-5, atol=1e-5)
 
 
@@ -523,7 +506,9 @@ BAD = [
     ("drop-block", {"n": 1, "layers": [0]}, "exactly one of n"),
     ("drop-block", {}, "exactly one of n"),
     ("drop-block", {"sparsity": 0.5, "layers": [0]}, "belong to the intra-layer"),
-    ("wanda", {"sparsity": 0.5, "calibration": ["some text"]}, "tokenizer"),
+    ("magnitude", {"sparsity": 0.5, "scope": "column"}, "scope must be one of"),
+    ("wanda", {"sparsity": 0.5, "scope": "row"}, "scope= belongs to magnitude"),
+    ("magnitude", {"pattern": "2:4", "scope": "row"}, "scope= applies to unstructured"),
     ("wanda", {"sparsity": 0.5, "calibration": torch.tensor([[1, 2, 99]])}, r"\[0, 64\)"),
     ("sparsegpt", {"sparsity": 0.5, "damp": 0}, "damp"),
 ]
@@ -537,6 +522,46 @@ def test_bad_input_raises_before_any_change(llama, method, opts, match):
             pytest.fail("the block must not run")
     assert checksum(llama) == before and patched_forwards(llama) == []
     assert pruning.dropped_sublayers(llama) == set()
+
+
+def test_missing_tokenizer_raises_one_error_class_before_any_change(llama):
+    """Text calibration without a tokenizer: MissingTokenizerError (a ValueError), as everywhere."""
+    before = checksum(llama)
+    with pytest.raises(helpers.MissingTokenizerError, match="tokenizer"):
+        with pruned(llama, "wanda", sparsity=0.5, calibration=["some text"]):
+            pytest.fail("the block must not run")
+    with pytest.raises(helpers.MissingTokenizerError):
+        helpers.trace(llama, None, "some text")
+    with pytest.raises(helpers.MissingTokenizerError):
+        helpers.perplexity(llama, None, ["some text"])
+    assert checksum(llama) == before and patched_forwards(llama) == []
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.5])
+def test_magnitude_matrix_scope_is_one_threshold_per_matrix(llama, sparsity):
+    """Default magnitude (the references' choice): exactly round(s * numel) zeros per matrix, and
+    every kept |w| is at least every removed |w| of the same matrix; rows lose unequal shares."""
+    dense = {(i, n): lin.weight.clone() for i in range(L)
+             for n, lin in helpers.arch(llama).linears(i).items()}
+    unequal = 0
+    with pruned(llama, "magnitude", sparsity=sparsity) as res:
+        assert res.options["scope"] == "matrix"
+        for i in range(L):
+            for name, lin in helpers.arch(llama).linears(i).items():
+                w, w0 = lin.weight, dense[(i, name)]
+                zero = w == 0
+                assert int(zero.sum()) == round(sparsity * w.numel()), name
+                assert float(w0[zero].abs().max()) <= float(w0[~zero].abs().min()), name
+                unequal += int(zero.sum(1).unique().numel() > 1)
+    assert unequal > 0, "a per-matrix threshold should remove different shares of different rows"
+
+
+def test_magnitude_row_scope_differs_from_matrix_scope(llama):
+    with pruned(llama, "magnitude", sparsity=0.5, scope="row"):
+        row = [lin.weight.clone() for i in range(L) for lin in helpers.arch(llama).linears(i).values()]
+    with pruned(llama, "magnitude", sparsity=0.5):
+        mat = [lin.weight.clone() for i in range(L) for lin in helpers.arch(llama).linears(i).values()]
+    assert any(not torch.equal(a == 0, b == 0) for a, b in zip(row, mat))
 
 
 def test_unknown_architecture_raises_before_any_change():

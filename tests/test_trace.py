@@ -1,4 +1,4 @@
-"""Unit tests of helpers.trace on tiny random models (no download, fast)."""
+"""Unit tests of helpers.tracing and helpers.comparison on tiny random models (no download, fast)."""
 from __future__ import annotations
 
 import math
@@ -8,27 +8,18 @@ import torch
 import transformers
 
 import helpers
-from helpers.trace import SITE_KINDS, Trace, compare, parse_site, site_name, trace, transitions
+from conftest import V, tiny_gemma3, tiny_llama
+from helpers.comparison import compare, transitions
+from helpers.tracing import SITE_KINDS, Trace, parse_site, site_name, trace
 
-V = 64
 
 
 def _llama():
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=4, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=128)
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return tiny_llama().requires_grad_(True)
 
 
 def _gemma():
-    torch.manual_seed(0)
-    cfg = transformers.Gemma3TextConfig(vocab_size=V, hidden_size=32, intermediate_size=64,
-                                        num_hidden_layers=4, num_attention_heads=4,
-                                        num_key_value_heads=2, head_dim=8,
-                                        max_position_embeddings=128, sliding_window=4,
-                                        final_logit_softcapping=30.0)
-    return transformers.Gemma3ForCausalLM(cfg).eval()
+    return tiny_gemma3(sliding_window=4, softcap=30.0).requires_grad_(True)
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3"])

@@ -18,26 +18,26 @@ so ``resid_post(i) == resid_pre(i+1)`` and, at the last layer, the logit lens of
 the model's own output. For Gemma 3 the attention and MLP outputs are taken *after* their
 post-norms (that is what enters the residual stream).
 
-:func:`compare` turns a dense and a pruned trace into a tidy table of distances per site and
-space; :func:`transitions` measures, at every layer, how far each sublayer moves the residual
-stream (the shape of He et al., 2026, Figure 2). All distances come from :mod:`helpers.metrics`.
+:func:`helpers.compare` turns a dense and a pruned trace into a tidy table of distances per site
+and space; :func:`helpers.transitions` measures, at every layer, how far each sublayer moves the residual
+stream (He et al., 2026, Figure 2). Both live in :mod:`helpers.comparison`; all distances come
+from :mod:`helpers.metrics`.
 """
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import math
+import inspect
 import re
 from collections.abc import Callable, Mapping
 
-import pandas as pd
 import torch
 
 from . import metrics as M
-from .arch import arch as _arch
+from .architectures import arch as _arch
+from .hooks import hooked
+from .models import resolve_tokenizer
 
-__all__ = ["SITE_KINDS", "SPACES", "Trace", "compare", "site_name", "parse_site", "trace",
-           "transitions"]
+__all__ = ["SITE_KINDS", "SPACES", "Trace", "parse_site", "site_name", "trace"]
 
 #: the five residual-stream sites of one decoder layer, in the order the forward pass meets them
 SITE_KINDS = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
@@ -45,10 +45,8 @@ SITE_KINDS = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
 SPACES = ("h", "z", "p")
 
 _SITE_RE = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|attn_out|resid_mid|mlp_out|resid_post)$")
-# Rows handled at once by the logit lens (64 x 49152 float32 = 12 MB), and numbers per chunk when
-# computing metrics (2^18 float64 = 2 MB: the temporaries stay in the CPU cache).
+# Rows handled at once by the logit lens (64 x 49152 float32 = 12 MB).
 _CHUNK = 64
-_CHUNK_ELEMS = 1 << 18
 
 
 def site_name(layer: int, kind: str) -> str:
@@ -270,14 +268,12 @@ class Trace:
 
 # ----------------------------------------------------------------------------- trace()
 
-def _encode(tokenizer, text_or_batch, device):
+def _encode(model, tokenizer, text_or_batch, device):
     """Turn text(s), ids or a tokenizer batch into (input_ids, attention_mask) on ``device``."""
     x = text_or_batch
     if isinstance(x, str) or (isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x)):
         texts = [x] if isinstance(x, str) else list(x)
-        if tokenizer is None:
-            raise ValueError("Text input needs a tokenizer: pass the one load_model returned "
-                             "(or use helpers.tokenizer_for(model)).")
+        tokenizer = resolve_tokenizer(model, tokenizer, what="trace() of text")
         if any(not t for t in texts):
             raise ValueError("Empty text in the batch; every text needs at least one token.")
         if tokenizer.pad_token_id is None and len(texts) > 1:
@@ -356,7 +352,8 @@ def trace(model, tokenizer, text_or_batch, *, sites=None, positions=None) -> Tra
         a transformers causal LM of a family :func:`helpers.arch` knows (Llama, Gemma 3, ...),
         dense or inside :func:`helpers.pruned`.
     tokenizer:
-        its tokenizer (needed for text input; None is fine for token ids).
+        its tokenizer; None: the one :func:`helpers.load_model` returned with ``model`` (needed
+        for text input only).
     text_or_batch:
         a string, a list of strings (right-padded to one batch), a ``[batch, seq]`` LongTensor of
         token ids, or a tokenizer batch (dict with ``input_ids`` and optionally
@@ -388,7 +385,7 @@ def trace(model, tokenizer, text_or_batch, *, sites=None, positions=None) -> Tra
     L = A.n_layers
     wanted = _select_sites(sites, L)
     device = next(model.parameters()).device
-    ids, am = _encode(tokenizer, text_or_batch, device)
+    ids, am = _encode(model, tokenizer, text_or_batch, device)
     idx = _position_index(positions, am)
     B, S = ids.shape
     rows = torch.arange(B, device=device)[:, None]
@@ -481,24 +478,13 @@ def _record(model, A, ids, am, sites: list[str], keep: Callable, kwargs: dict):
         plan.append((module_of(i), when, pre(s) if when == "pre" else post(s)))
     plan.append((A.final_norm, "pre", pre("final")))
 
-    handles = []
-    try:
-        for module, when, fn in plan:
-            if when == "pre":
-                handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
-            else:
-                handles.append(module.register_forward_hook(fn))
+    with hooked((module, when, fn, when == "pre") for module, when, fn in plan):
         with torch.inference_mode():
             out = model(input_ids=ids, attention_mask=am, use_cache=False, **kwargs)
-    finally:
-        for h in handles:
-            h.remove()
     return rec, out
 
 
 def _accepts(model, name: str) -> bool:
-    import inspect
-
     try:
         return name in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
@@ -551,170 +537,3 @@ class _Lens:
                                "trace was taken; compute z/p before changing them.")
         w = self.A.lm_head.weight
         return self.A.logits(h.to(device=w.device, dtype=w.dtype))
-
-
-# ----------------------------------------------------------------------------- compare()
-
-_COLUMNS = ["cos", "one_minus_cos", "par", "perp", "rel_norm", "kl", "js", "tv", "top1"]
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run the element-wise metric passes on one thread, then restore the thread count.
-
-    The chunks are small (2^18 numbers): threads gain little on them and, when the cores are
-    shared with other processes, every parallel region waits for a descheduled thread (measured:
-    3-5x slower on two busy cores).
-    """
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-def _pair_rows(x: torch.Tensor, y: torch.Tensor, *, logits: tuple | None, T: float) -> dict:
-    """Means over the rows of ``x`` (dense) and ``y`` (pruned), ``[N, D]`` each.
-
-    For the p space pass the logits ``(z, z')`` as ``logits``: then x, y are ignored and the
-    probabilities are computed here, together with KL, JS, TV and top-1 agreement. Rows are taken
-    in chunks of about 2^18 numbers, which keeps the float64 temporaries in the CPU cache
-    (several times faster than whole 49k-wide batches).
-    """
-    N, D = (logits[0] if logits is not None else x).shape
-    step = max(1, _CHUNK_ELEMS // max(D, 1))
-    sums = {k: 0.0 for k in _COLUMNS}
-    with _one_thread():
-        for i in range(0, N, step):
-            if logits is not None:
-                dv = M.divergences(logits[0][i:i + step], logits[1][i:i + step], T)
-                for k in ("kl", "js", "tv", "top1"):
-                    sums[k] += float(dv[k].sum())
-                g = M.geometry(dv["p"], dv["p_pruned"])
-            else:
-                g = M.geometry(x[i:i + step], y[i:i + step])
-            for k, v in g.items():
-                sums[k] += float(v.sum())
-    out = {k: v / N for k, v in sums.items()}
-    if logits is None:
-        for k in ("kl", "js", "tv", "top1"):
-            out[k] = math.nan
-    out["n"] = N
-    return out
-
-
-def _space_rows(get_h, get_z, mask_h, mask_z, spaces, T):
-    """Metric rows for one pair of representations in the requested spaces."""
-    rows = []
-    if "h" in spaces:
-        x, y = get_h()
-        m = mask_h.to(x.device)
-        rows.append({"space": "h", **_pair_rows(x[m], y[m], logits=None, T=T)})
-    if "z" in spaces or "p" in spaces:
-        z, zp = get_z()
-        m = mask_z.to(z.device)
-        z, zp = z[m], zp[m]
-        if "z" in spaces:
-            rows.append({"space": "z", **_pair_rows(z, zp, logits=None, T=T)})
-        if "p" in spaces:
-            rows.append({"space": "p", **_pair_rows(None, None, logits=(z, zp), T=T)})
-    return rows
-
-
-def _check_spaces(spaces, T):
-    if isinstance(spaces, str):
-        spaces = (spaces,)
-    bad = [s for s in spaces if s not in SPACES]
-    if bad or not spaces:
-        raise ValueError(f"spaces must be a non-empty subset of {SPACES}, got {spaces!r}.")
-    if not T > 0:
-        raise ValueError(f"The temperature T must be positive, got {T}.")
-    return tuple(s for s in SPACES if s in spaces)
-
-
-def compare(trace_dense: Trace, trace_pruned: Trace, *, T: float = 1.0, spaces=SPACES,
-            all_positions: bool = False) -> pd.DataFrame:
-    r"""Distances between a dense and a pruned trace of the same input: one row per (site, space).
-
-    For every site in both traces and every space (``h``: hidden states; ``z``: logit lens;
-    ``p = softmax(z/T)``), with ``x`` dense and ``x' = x + Δx`` pruned, the columns are means
-    over the traced real-token positions (``n`` says how many):
-
-    * ``cos`` = :math:`\cos(x, x')`, ``one_minus_cos`` = :math:`1-\cos` (computed without
-      cancellation),
-    * ``par`` = :math:`\|Δx_\parallel\| / \|x\|`, ``perp`` = :math:`\|Δx_\perp\| / \|x\|` with
-      :math:`Δx_\parallel = (\langle Δx, x\rangle/\|x\|^2)\,x` and :math:`Δx_\perp = Δx - Δx_\parallel`,
-    * ``rel_norm`` = :math:`(\|x'\| - \|x\|)/\|x\|`,
-    * for ``p`` only: ``kl`` = :math:`\mathrm{KL}(p\|p')`, ``js`` (Jensen–Shannon, nats), ``tv``
-      (total variation), ``top1`` (fraction of positions where the arg-max token agrees).
-
-    ``z`` and ``p`` are evaluated where :meth:`Trace.z` evaluates them: at the stored positions,
-    or — for traces of all positions — at each row's last real token unless
-    ``all_positions=True``. Other columns: ``site``, ``layer``, ``kind`` (resid_pre, attn_out, ...).
-    """
-    spaces = _check_spaces(spaces, T)
-    a, b = trace_dense, trace_pruned
-    if not isinstance(a, Trace) or not isinstance(b, Trace):
-        raise TypeError("compare() takes two Trace objects (from helpers.trace).")
-    if a.mask.shape != b.mask.shape or not torch.equal(a.positions.cpu(), b.positions.cpu()) \
-            or not torch.equal(a.mask.cpu(), b.mask.cpu()) or a.full_sequence != b.full_sequence:
-        raise ValueError("The two traces hold different positions; trace the same input with the "
-                         "same `positions` for both models.")
-    if a.input_ids is not None and b.input_ids is not None and not torch.equal(
-            a.input_ids.cpu(), b.input_ids.cpu()):
-        raise ValueError("The two traces were taken on different inputs; trace the same text(s).")
-    common = [s for s in a.sites if s in b]
-    if not common:
-        raise ValueError(f"The traces share no site (dense: {a.sites[:3]}..., pruned: {b.sites[:3]}...).")
-    mask_h = a.mask
-    mask_z = a.lens_mask(all_positions)
-    rows = []
-    for s in common:
-        layer, kind = parse_site(s)
-        for r in _space_rows(lambda: (a.h(s), b.h(s)),
-                             lambda: (a._z_shared(s, all_positions), b._z_shared(s, all_positions)),
-                             mask_h, mask_z, spaces, T):
-            rows.append({"site": s, "layer": layer, "kind": kind, **r})
-    return pd.DataFrame(rows, columns=["site", "layer", "kind", "space", "n", *_COLUMNS])
-
-
-def transitions(model, tokenizer, texts, *, T: float = 1.0, positions=-1, spaces=SPACES,
-                all_positions: bool = False) -> pd.DataFrame:
-    r"""How far each sublayer moves the residual stream, at every layer, in h, z and p (one pass).
-
-    As in He et al. (2026, Figure 2): for the attention sublayer of layer ``i`` compare
-    ``x = resid_pre`` with ``x' = resid_mid`` (the residual that skips it vs the one after it);
-    for the MLP compare ``x = resid_mid`` with ``x' = resid_post``. The metrics are those of
-    :func:`compare` (``x`` playing the dense role), so ``one_minus_cos`` in ``h`` is exactly the
-    LLM-Drop importance of the sublayer (He et al., 2024) at these positions.
-
-    ``positions`` defaults to each text's last token (cheap in z and p); pass None for every
-    token (then ``h`` uses all real tokens and ``z``/``p`` the last one unless
-    ``all_positions=True``). Columns: ``layer``, ``sublayer`` ("attn" or "mlp"), ``space``,
-    ``n``, and the metric columns of :func:`compare`.
-    """
-    spaces = _check_spaces(spaces, T)
-    tr = trace(model, tokenizer, texts, sites=["resid_pre", "resid_mid", "resid_post"],
-               positions=positions)
-    mask_h, mask_z = tr.mask, tr.lens_mask(all_positions)
-    zcache: dict[str, torch.Tensor] = {}
-
-    def zz(s):   # each site's lens once (resid_mid is used twice, resid_post is resid_pre(i+1))
-        if s not in zcache:
-            if len(zcache) > 2:
-                zcache.pop(next(iter(zcache)))
-            zcache[s] = tr._z_shared(s, all_positions)
-        return zcache[s]
-
-    rows = []
-    for i in range(tr.n_layers):
-        for sub, (k0, k1) in (("attn", ("resid_pre", "resid_mid")), ("mlp", ("resid_mid", "resid_post"))):
-            s0, s1 = site_name(i, k0), site_name(i, k1)
-            for r in _space_rows(lambda: (tr.h(s0), tr.h(s1)), lambda: (zz(s0), zz(s1)),
-                                 mask_h, mask_z, spaces, T):
-                rows.append({"layer": i, "sublayer": sub, **r})
-    return pd.DataFrame(rows, columns=["layer", "sublayer", "space", "n", *_COLUMNS])

@@ -1,0 +1,153 @@
+"""The context manager :func:`pruned`: prune in place, yield what was removed, restore exactly."""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ..architectures import Arch
+from ..models import resolve_tokenizer
+from .calibration import calibrated_prune, calibration_ids
+from .drop import _ACTIVE, choose_layers, dropped_sublayers, importance_of
+from .masks import magnitude_mask
+from .options import DROP_METHODS, INTRA_METHODS, N_SAMPLES, SEQ_LEN, check
+from .report import PruneResult, sparsity_report
+
+__all__ = ["pruned"]
+
+
+@contextlib.contextmanager
+def _restored(tensors: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Copy ``tensors`` now; on exit copy them back in place, bit for bit."""
+    clones = [(t, t.detach().clone()) for t in tensors]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for t, c in reversed(clones):
+                t.copy_(c)
+
+
+@contextlib.contextmanager
+def _registered(model: nn.Module, entry: dict) -> Iterator[None]:
+    """Put ``entry`` on the model's stack of active blocks while the block lives."""
+    stack = _ACTIVE.setdefault(model, [])
+    stack.append(entry)
+    try:
+        yield
+    finally:
+        for k in range(len(stack) - 1, -1, -1):  # by identity: entries may compare equal
+            if stack[k] is entry:
+                del stack[k]
+                break
+        if not stack:
+            _ACTIVE.pop(model, None)
+
+
+@contextlib.contextmanager
+def pruned(model: nn.Module, method: str, *, sparsity: float | None = None,
+           pattern: str | None = None, calibration=None, tokenizer=None, n: int | None = None,
+           layers: Sequence[int] | None = None, scope: str | None = None,
+           n_samples: int = N_SAMPLES, seq_len: int = SEQ_LEN, blocksize: int = 128,
+           damp: float = 0.01, progress: bool = False) -> Iterator[PruneResult]:
+    """Prune ``model`` in place inside a ``with`` block; restore the dense weights bit for bit on exit.
+
+    Parameters
+    ----------
+    method:
+        ``"magnitude"``, ``"wanda"``, ``"sparsegpt"`` (intra-layer), or ``"drop-attn"``,
+        ``"drop-mlp"``, ``"drop-block"`` (LLM-Drop). See :mod:`helpers.pruning` for the formulas.
+    sparsity:
+        intra-layer: the fraction of weights to zero, in ``[0, 1)``: of each weight matrix
+        (magnitude, ``scope="matrix"``), of each row (magnitude ``scope="row"``, Wanda), of each
+        matrix's 128-column block (SparseGPT).
+    pattern:
+        intra-layer, instead of ``sparsity``: ``"N:M"`` keeps N of every M consecutive input
+        weights of a row (``"2:4"``, ``"4:8"``); M must divide every input width.
+    scope:
+        magnitude only: ``"matrix"`` (default; one threshold per weight matrix, as the Wanda and
+        SparseGPT reference implementations) or ``"row"`` (the same fraction in every row).
+    calibration:
+        texts or a LongTensor ``(batch, seq)`` of token ids (Wanda, SparseGPT, and drop methods
+        with ``n=``); default the shipped calibration set (:func:`helpers.corpus.load_calibration`),
+        cut into ``n_samples`` sequences of ``seq_len`` tokens by :func:`calibration_ids`.
+    tokenizer:
+        for calibration texts; default :func:`helpers.tokenizer_for`.
+    n, layers:
+        drop methods: drop the ``n`` least important sublayers/blocks by
+        :func:`sublayer_importance`, or exactly ``layers``.
+    blocksize, damp:
+        SparseGPT: column block size (128) and dampening as a fraction of the mean Hessian diagonal
+        (0.01).
+    progress:
+        show a tqdm bar over layers for Wanda / SparseGPT.
+
+    Yields
+    ------
+    PruneResult: what was removed. Every option is checked before anything changes; a bad one
+    raises :class:`PruningError` (a ``ValueError``), a missing tokenizer
+    :class:`helpers.MissingTokenizerError`, an unknown architecture
+    :class:`helpers.UnsupportedModelError`. On exit, also after an exception inside the block or
+    inside the pruning itself, the tensors this block changed are copied back from clones and the
+    original forwards are put back. Blocks nest (each restores the state its entry found).
+    """
+    extra = {"blocksize": blocksize, "damp": damp, "n_samples": n_samples, "seq_len": seq_len,
+             "scope": scope}
+    plan = check(model, method, sparsity, pattern, n, layers, extra)
+    A: Arch = plan["arch"]
+    needs_calib = method in ("wanda", "sparsegpt") or (method in DROP_METHODS and n is not None)
+    ids = None
+    if needs_calib:
+        tok = None if isinstance(calibration, torch.Tensor) else \
+            resolve_tokenizer(model, tokenizer, what="calibration texts")
+        ids = calibration_ids(tok, calibration, n_samples=n_samples, seq_len=seq_len,
+                              vocab_size=model.get_input_embeddings().num_embeddings)
+    options = {"sparsity": plan.get("sparsity"), "pattern": pattern, "n": n,
+               "layers": list(layers) if isinstance(layers, (list, tuple)) else layers,
+               "scope": plan.get("scope"),
+               "calibration": None if ids is None else f"{ids.shape[0]}x{ids.shape[1]} tokens"}
+    notes: list[str] = []
+    importance = None
+    t0 = time.perf_counter()
+    chosen: list[int] = []
+    if method in DROP_METHODS:  # choose the layers now, still before any change
+        if n is not None:
+            importance = importance_of(A, ids)
+            chosen = choose_layers(importance, method, n)
+        else:
+            chosen = plan["layers"]
+
+    entry = {"dropped": set()}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_registered(model, entry))
+        if method in INTRA_METHODS:
+            skip = dropped_sublayers(model)
+            stack.enter_context(_restored([lin.weight for i in range(A.n_layers)
+                                           for lin in A.linears(i).values()]))
+            with torch.no_grad():
+                if method == "magnitude":
+                    for i in range(A.n_layers):
+                        for name, lin in A.linears(i).items():
+                            if (i, A.sublayer_of(name)) not in skip:
+                                lin.weight.masked_fill_(magnitude_mask(
+                                    lin.weight, plan["sparsity"], plan["nm"], plan.get("scope", "matrix")), 0.0)
+                else:
+                    calibrated_prune(A, method, ids, plan["sparsity"], plan["nm"],
+                                     blocksize=blocksize, damp=damp, progress=progress,
+                                     notes=notes, skip=skip)
+        else:
+            for i in chosen:
+                for sub in DROP_METHODS[method]:
+                    stack.enter_context(A.skip_sublayer(i, sub))
+                    entry["dropped"].add((i, sub))
+        seconds = time.perf_counter() - t0
+        table = sparsity_report(model)
+        tot = table.set_index("name")
+        yield PruneResult(
+            method=method, options=options, table=table, dropped=list(chosen),
+            importance=importance, sparsity_prunable=table.attrs["prunable"],
+            sparsity_all=table.attrs["all"], params_prunable=int(tot.loc["prunable", "params"]),
+            params_all=int(tot.loc["all", "params"]), seconds=seconds, notes=notes)
