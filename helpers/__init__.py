@@ -5,7 +5,8 @@ The notebooks show the ideas; this package does the plumbing. Public names are s
 Modules (each reachable as ``helpers.<module>``): ``models`` (loading), ``architectures`` (where
 a family keeps its parts), ``hooks``, ``tracing`` (:func:`trace`), ``comparison``
 (:func:`compare`, :func:`transitions`), ``metrics``, ``pruning`` (:func:`pruned`), ``corpus``,
-``evaluation`` (:func:`perplexity`), ``tasks``, ``perturb``, ``widgets``, ``plots``.
+``evaluation`` (:func:`perplexity`), ``tasks``, ``perturb``, ``widgets``, ``plots``, ``checks``
+(the exercise checks; reference solutions in ``helpers.solutions``).
 
 Calling convention: ``f(model, tokenizer, data, *, options)``; wherever a tokenizer is needed and
 ``None`` is passed, the one :func:`load_model` returned with the model is used.
@@ -17,8 +18,8 @@ import sys as _sys
 import types as _types
 import warnings as _warnings
 
-from . import (architectures, comparison, corpus, evaluation, hooks, metrics, models, perturb, plots,
-               pruning, tasks, tracing, widgets)
+from . import (architectures, checks, comparison, corpus, evaluation, hooks, metrics, models, perturb,
+               plots, pruning, tasks, tracing, widgets)
 from .architectures import Arch, UnsupportedModelError, arch
 from .comparison import compare, transitions
 from .corpus import load_calibration, load_heldout
@@ -31,7 +32,7 @@ from .tracing import Trace, trace
 __version__ = "0.2.0"
 
 __all__ = [
-    "Arch", "MissingTokenizerError", "ModelNotAvailableError", "PACKAGED", "PruneResult",
+    "Arch", "MissingTokenizerError", "checks", "ModelNotAvailableError", "PACKAGED", "PruneResult",
     "PruningError", "Trace", "UnsupportedModelError", "architectures", "arch", "cache_dir",
     "compare", "comparison", "corpus", "device", "evaluation", "hooks", "load_calibration",
     "load_heldout", "load_model", "metrics", "models", "perplexity", "perturb", "plots", "prepare",
