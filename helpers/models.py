@@ -358,7 +358,8 @@ def _resolve_dtype(dtype) -> torch.dtype:
 
 
 def load_model(name: str = "smollm2-135m", *, device: str | None = None, dtype=None,
-               trust_remote_code: bool = False, local_files_only: bool | None = None):
+               device_map=None, trust_remote_code: bool = False,
+               local_files_only: bool | None = None):
     """Load a causal language model and its tokenizer, ready for inference.
 
     Parameters
@@ -369,7 +370,12 @@ def load_model(name: str = "smollm2-135m", *, device: str | None = None, dtype=N
     device:
         ``"cpu"``, ``"cuda"``, ...; default :func:`helpers.device`.
     dtype:
-        default ``torch.float32``.
+        default ``torch.float32``; ``"bfloat16"``/``"float16"`` halve the memory of bigger models.
+    device_map:
+        for models larger than one device: passed to transformers (accelerate), e.g. ``"auto"`` or
+        ``{"model.layers.0": "cpu", ...}``; the model is then placed by it and ``device`` is not
+        used. Tracing and pruning work on a model split over devices (each hook and each
+        pruned weight stays on its own device).
     trust_remote_code:
         passed to transformers for hub ids; never set unless you ask for it.
     local_files_only:
@@ -398,7 +404,8 @@ def load_model(name: str = "smollm2-135m", *, device: str | None = None, dtype=N
     hf_logging.disable_progress_bar()
     try:
         tok = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
+        extra = {} if device_map is None else {"device_map": device_map}
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **extra, **kwargs)
     except (OSError, ValueError) as err:
         if name in PACKAGED:
             raise
@@ -414,7 +421,8 @@ def load_model(name: str = "smollm2-135m", *, device: str | None = None, dtype=N
             hf_logging.enable_progress_bar()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model.to(dev)
+    if device_map is None:
+        model.to(dev)
     model.eval()
     model.requires_grad_(False)
     _TOKENIZERS[model] = tok

@@ -107,3 +107,31 @@ def test_local_folder_loads(default_folder):
 
 def test_device_is_cpu_or_cuda():
     assert helpers.device() in ("cpu", "cuda")
+
+
+def test_local_folder_with_device_map(tmp_path, default_folder, monkeypatch):
+    """load_model passes device_map (and dtype) through to transformers for a local folder."""
+    import shutil as _sh
+
+    import transformers
+
+    seen = {}
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+
+    from conftest import tiny_llama
+
+    tiny_llama(vocab=49152).save_pretrained(tmp_path)
+    for f in default_folder.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens")):
+            _sh.copy(f, tmp_path / f.name)
+    model, tok = helpers.load_model(str(tmp_path), device_map={"": "cpu"}, dtype="bfloat16")
+    assert seen["device_map"] == {"": "cpu"} and seen["dtype"] == torch.bfloat16
+    assert model.dtype == torch.bfloat16 and all(p.device.type == "cpu" for p in model.parameters())
+    tr = helpers.trace(model, tok, "Hello there")
+    assert tr.z("blocks.3.hook_resid_post").shape[-1] == 49152

@@ -49,6 +49,11 @@ def check(model, method, sparsity, pattern, n, layers, extra) -> dict:
         raise PruningError(f"Unknown pruning method {method!r}; choose one of {', '.join(METHODS)}.")
     A = arch(model)  # raises UnsupportedModelError for an architecture the series does not know
     plan = {"arch": A}
+    if any(lin.weight.is_meta for i in range(A.n_layers) for lin in A.linears(i).values()):
+        raise PruningError("Some weights are offloaded (on the 'meta' device, kept by accelerate "
+                           "elsewhere), so they cannot be pruned in place. Load the model with a "
+                           "device_map that keeps every layer on a real device (no 'disk' or CPU "
+                           "offload), or with a smaller dtype (dtype='bfloat16').")
     scope = extra.get("scope")
     if scope is not None and method != "magnitude":
         raise PruningError(f"scope= belongs to magnitude pruning; {method!r} chooses its mask "
