@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers prepare [NAME]`` and ``python -m helpers build``."""
+"""Command line: ``python -m helpers prepare [NAME]``, ``build``, ``cache [--clear]``."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,21 @@ def main(argv=None) -> int:
     b.add_argument("--out", default="build")
     b.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     b.add_argument("notebooks", nargs="*", help="default: notebooks/*.ipynb")
+    c = sub.add_parser("cache", help="the result cache: where it is, how big, or --clear it")
+    c.add_argument("--clear", action="store_true", help="delete every stored result")
     args = ap.parse_args(argv)
+    if args.cmd == "cache":
+        from . import cache
+
+        root = cache.results_dir()
+        if args.clear:
+            print(f"removed {cache.clear()} results from {root}")
+            return 0
+        files = list(root.rglob("*.pkl")) if root.is_dir() else []
+        size = sum(f.stat().st_size for f in files) / 2**20
+        print(f"{root}: {len(files)} results, {size:.1f} MiB; "
+              f"{'on' if cache.enabled() else 'off'} ({cache.ENV_SWITCH}=0 turns it off)")
+        return 0
     if args.cmd == "prepare":
         from .models import prepare
 

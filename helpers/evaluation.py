@@ -18,11 +18,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .cache import cached
 from .models import resolve_tokenizer
 
 __all__ = ["perplexity"]
 
 
+@cached
 @torch.no_grad()
 def perplexity(model, tokenizer=None, texts=None, *, max_length: int = 256, stride: int | None = None,
                max_tokens: int | None = None, batch_size: int = 4) -> float:

@@ -41,6 +41,21 @@ def tiny_gemma3(seed: int = 0, *, layers: int = L, vocab: int = V, sliding_windo
     return transformers.Gemma3ForCausalLM(cfg).eval().requires_grad_(False)
 
 
+@pytest.fixture(autouse=True)
+def _no_result_cache(request, tmp_path_factory, monkeypatch):
+    """Unit tests compute everything (the result cache is off and points at a scratch folder);
+    tests of the cache itself turn it on with helpers.cache.set_enabled(True)."""
+    if str(getattr(request.node, "fspath", "")).endswith(".ipynb"):
+        yield
+        return
+    from helpers import cache
+
+    monkeypatch.setenv(cache.ENV_DIR, str(tmp_path_factory.mktemp("results")))
+    cache.set_enabled(False)
+    yield
+    cache.set_enabled(None)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "model: needs the real prepared default model (slow)")
 

@@ -16,7 +16,7 @@ import torch
 from ..architectures import Arch
 from ..hooks import hooked, patched_forward
 from ..models import MissingTokenizerError
-from .masks import wanda_mask
+from .masks import wanda_zero_index
 from .options import N_SAMPLES, SEQ_LEN, PruningError
 from .sparsegpt import sparsegpt_prune
 
@@ -108,9 +108,12 @@ def layer_inputs(A: Arch, ids: torch.Tensor):
 
 
 @torch.no_grad()
-def calibrated_prune(A: Arch, method: str, ids: torch.Tensor, sparsity, nm, *,
+def calibrated_prune(A: Arch, method: str, ids: torch.Tensor, sparsity, nm, journal, *,
                      blocksize: int, damp: float, progress: bool, notes: list, skip: set) -> None:
     """Wanda / SparseGPT, one decoder layer at a time (see the module docstring).
+
+    Every change goes through ``journal`` (:class:`helpers.pruning.core.Journal`), which can put
+    the weights back exactly.
 
     ``skip``: sublayers ``(layer, "attn"|"mlp")`` that an enclosing block drops; their maps are
     left unchanged (they see no inputs).
@@ -151,7 +154,7 @@ def calibrated_prune(A: Arch, method: str, ids: torch.Tensor, sparsity, nm, *,
                 norm = stats[head].sqrt()
                 for name in todo:
                     w = lins[name].weight
-                    w.masked_fill_(wanda_mask(w, norm, sparsity, nm), 0.0)
+                    journal.zero(w, wanda_zero_index(w, norm, sparsity, nm))
             else:
                 H = 2.0 * stats[head] / counts[head]
                 Ws = [lins[name].weight for name in todo]
@@ -161,7 +164,7 @@ def calibrated_prune(A: Arch, method: str, ids: torch.Tensor, sparsity, nm, *,
                 new = sparsegpt_prune(torch.cat([w.detach() for w in Ws]), H, groups, sparsity, nm,
                                       blocksize=blocksize, damp=damp, notes=notes)
                 for w, g in zip(Ws, groups):
-                    w.copy_(new[g].to(w.dtype))
+                    journal.replace(w, new[g])
         if i + 1 < A.n_layers:  # the pruned layer's output calibrates the next layer
             hidden = _hidden(layer(hidden, *args, **kwargs))
     for sub, label in (("attn", "attention"), ("mlp", "MLP")):

@@ -8,27 +8,91 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from ..architectures import Arch
+from .. import cache
+from ..architectures import Arch, arch
 from ..models import resolve_tokenizer
 from .calibration import calibrated_prune, calibration_ids
 from .drop import _ACTIVE, choose_layers, dropped_sublayers, importance_of
-from .masks import magnitude_mask
+from .masks import magnitude_zero_index
 from .options import DROP_METHODS, INTRA_METHODS, N_SAMPLES, SEQ_LEN, check
 from .report import PruneResult, sparsity_report
 
-__all__ = ["pruned"]
+__all__ = ["Journal", "pruned"]
 
 
-@contextlib.contextmanager
-def _restored(tensors: Sequence[torch.Tensor]) -> Iterator[None]:
-    """Copy ``tensors`` now; on exit copy them back in place, bit for bit."""
-    clones = [(t, t.detach().clone()) for t in tensors]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for t, c in reversed(clones):
-                t.copy_(c)
+class Journal:
+    """What a :func:`pruned` block changed, kept to be put back exactly (bit for bit) on exit.
+
+    ``zero(w, idx)`` zeros the flat entries ``idx`` of ``w`` and keeps only their old values (half
+    the memory and copying of a full clone at 50%); ``replace(w, new)`` keeps a full copy (SparseGPT
+    changes every weight). :meth:`restore` undoes the changes in reverse order.
+    """
+
+    def __init__(self):
+        self._entries: list = []
+
+    @torch.no_grad()
+    def zero(self, w: torch.Tensor, idx: torch.Tensor) -> None:
+        flat = w.view(-1)
+        idx = idx.to(flat.device)
+        self._entries.append((w, idx, flat[idx].clone()))
+        flat.index_fill_(0, idx, 0.0)
+
+    @torch.no_grad()
+    def replace(self, w: torch.Tensor, new: torch.Tensor) -> None:
+        self._entries.append((w, None, w.detach().clone()))
+        w.copy_(new.to(w.dtype))
+
+    def changes(self, start: int = 0) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``(tensor, flat indices zeroed or None for replaced)`` of the changes from ``start`` on."""
+        return [(w, idx) for w, idx, _ in self._entries[start:]]
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        while self._entries:
+            w, idx, old = self._entries.pop()
+            if idx is None:
+                w.copy_(old)
+            else:
+                w.view(-1).index_copy_(0, idx, old)
+
+
+@cache.cached(namespace="pruning.importance")
+def _importance_cached(model: nn.Module, ids: torch.Tensor):
+    return importance_of(arch(model), ids)
+
+
+def _calibrated_cached(model, A: Arch, method, ids, plan, journal: Journal, skip, notes, *,
+                       blocksize, damp, progress) -> None:
+    """:func:`calibrated_prune`, or its stored outcome when the same model state, method, options
+    and calibration tokens were pruned before (:mod:`helpers.cache`): zeroed positions as bit
+    masks (Wanda), new weights (SparseGPT). Applied through the same journal, so the restore on
+    exit is the same."""
+    use = cache.enabled() and not cache._has_foreign_hooks(model)
+    if use:
+        key = cache.digest(method, plan["sparsity"], plan["nm"], blocksize, damp, sorted(skip), ids,
+                           cache.model_state(model), cache.code_digest())
+        hit, stored = cache.get("pruning.calibrated", key)
+        if hit:
+            names = {(i, n): lin.weight for i in range(A.n_layers) for n, lin in A.linears(i).items()}
+            for (i, name), kind, data in stored["changes"]:
+                w = names[(i, name)]
+                if kind == "zero":
+                    journal.zero(w, cache.unpack_index(data, w.numel()))
+                else:
+                    journal.replace(w, torch.from_numpy(data))
+            notes.extend(stored["notes"] + ["loaded from the result cache (helpers.cache)"])
+            return
+    start = len(journal.changes())
+    before = len(notes)
+    calibrated_prune(A, method, ids, plan["sparsity"], plan["nm"], journal, blocksize=blocksize,
+                     damp=damp, progress=progress, notes=notes, skip=skip)
+    if use:
+        where = {id(lin.weight): (i, n) for i in range(A.n_layers) for n, lin in A.linears(i).items()}
+        changes = [(where[id(w)], "zero", cache.pack_index(idx, w.numel())) if idx is not None
+                   else (where[id(w)], "replace", w.detach().cpu().float().numpy().copy())
+                   for w, idx in journal.changes(start)]
+        cache.put("pruning.calibrated", key, {"changes": changes, "notes": notes[before:]})
 
 
 @contextlib.contextmanager
@@ -115,7 +179,7 @@ def pruned(model: nn.Module, method: str, *, sparsity: float | None = None,
     chosen: list[int] = []
     if method in DROP_METHODS:  # choose the layers now, still before any change
         if n is not None:
-            importance = importance_of(A, ids)
+            importance = _importance_cached(model, ids)
             chosen = choose_layers(importance, method, n)
         else:
             chosen = plan["layers"]
@@ -125,19 +189,17 @@ def pruned(model: nn.Module, method: str, *, sparsity: float | None = None,
         stack.enter_context(_registered(model, entry))
         if method in INTRA_METHODS:
             skip = dropped_sublayers(model)
-            stack.enter_context(_restored([lin.weight for i in range(A.n_layers)
-                                           for lin in A.linears(i).values()]))
-            with torch.no_grad():
-                if method == "magnitude":
-                    for i in range(A.n_layers):
-                        for name, lin in A.linears(i).items():
-                            if (i, A.sublayer_of(name)) not in skip:
-                                lin.weight.masked_fill_(magnitude_mask(
-                                    lin.weight, plan["sparsity"], plan["nm"], plan.get("scope", "matrix")), 0.0)
-                else:
-                    calibrated_prune(A, method, ids, plan["sparsity"], plan["nm"],
-                                     blocksize=blocksize, damp=damp, progress=progress,
-                                     notes=notes, skip=skip)
+            journal = Journal()
+            stack.callback(journal.restore)     # also when pruning itself fails half-way
+            if method == "magnitude":
+                for i in range(A.n_layers):
+                    for name, lin in A.linears(i).items():
+                        if (i, A.sublayer_of(name)) not in skip:
+                            journal.zero(lin.weight, magnitude_zero_index(
+                                lin.weight, plan["sparsity"], plan["nm"], plan.get("scope", "matrix")))
+            else:
+                _calibrated_cached(model, A, method, ids, plan, journal, skip, notes,
+                                   blocksize=blocksize, damp=damp, progress=progress)
         else:
             for i in chosen:
                 for sub in DROP_METHODS[method]:

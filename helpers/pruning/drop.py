@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..architectures import Arch, arch
+from ..cache import cached
 from ..hooks import hooked
 from ..models import resolve_tokenizer
 from .calibration import calibration_ids
@@ -37,6 +38,7 @@ def _hidden(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+@cached
 @torch.no_grad()
 def sublayer_importance(model: nn.Module, tokenizer=None, texts=None, *,
                         n_samples: int = N_SAMPLES, seq_len: int = SEQ_LEN,

@@ -10,24 +10,43 @@ A mask is a boolean tensor of a weight's shape, True where the weight is set to 
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["lowest_k", "magnitude_mask", "row_mask", "wanda_mask"]
+__all__ = ["lowest_k", "lowest_k_index", "magnitude_mask", "magnitude_zero_index", "row_lowest_index",
+           "row_mask", "wanda_mask", "wanda_zero_index"]
+
+
+def lowest_k_index(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of exactly ``k`` lowest entries of the 1-D ``x`` (any order).
+
+    On the CPU this is NumPy's introselect (``argpartition``: linear time, about twice as fast as
+    ``torch.kthvalue`` and many times faster than ``topk`` for ``k`` near half). Among entries
+    equal to the k-th value the selection is deterministic (the same input gives the same set).
+    """
+    n = x.numel()
+    k = max(0, min(int(k), n))
+    if k == 0:
+        return torch.zeros(0, dtype=torch.long, device=x.device)
+    if k == n:
+        return torch.arange(n, device=x.device)
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.argpartition(x.detach().contiguous().numpy(), k - 1)[:k])
+    return torch.topk(x, k, largest=False).indices
 
 
 def lowest_k(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask of exactly ``k`` lowest entries of the 1-D ``x`` (ties: lowest index first).
+    """Boolean mask of exactly ``k`` lowest entries of the 1-D ``x`` (see :func:`lowest_k_index`)."""
+    mask = torch.zeros_like(x, dtype=torch.bool)
+    mask[lowest_k_index(x, k)] = True
+    return mask
 
-    The k-th value splits the entries; strictly smaller ones are taken, then as many ties as are
-    needed. (Faster than ``topk`` for large ``k``.)
-    """
-    if k <= 0:
-        return torch.zeros_like(x, dtype=torch.bool)
-    thr = torch.kthvalue(x, k).values
-    below = x < thr
-    eq = x == thr
-    need = k - int(below.sum())
-    return below | (eq & (eq.cumsum(0) <= need))
+
+def row_lowest_index(score: torch.Tensor, k: int) -> torch.Tensor:
+    """``[rows, k]`` column indices of the ``k`` lowest scores of every row (NumPy introselect)."""
+    if score.device.type == "cpu" and 0 < k < score.shape[1]:
+        return torch.from_numpy(np.argpartition(score.detach().contiguous().numpy(), k - 1, axis=1)[:, :k])
+    return torch.topk(score, k, dim=1, largest=False).indices
 
 
 def row_mask(score: torch.Tensor, sparsity: float | None, nm: tuple[int, int] | None) -> torch.Tensor:
@@ -46,8 +65,7 @@ def row_mask(score: torch.Tensor, sparsity: float | None, nm: tuple[int, int] | 
     k = int(round(sparsity * cols))
     if k == 0:
         return mask
-    idx = torch.topk(score, k, dim=1, largest=False).indices
-    return mask.scatter_(1, idx, True)
+    return mask.scatter_(1, row_lowest_index(score, k), True)
 
 
 def magnitude_mask(weight: torch.Tensor, sparsity: float | None, nm: tuple[int, int] | None,
@@ -57,6 +75,37 @@ def magnitude_mask(weight: torch.Tensor, sparsity: float | None, nm: tuple[int, 
     if nm is not None or scope == "row":
         return row_mask(score, sparsity, nm)
     return lowest_k(score.flatten(), int(round(sparsity * score.numel()))).reshape(score.shape)
+
+
+def flat_index(rows_idx: torch.Tensor, cols: int) -> torch.Tensor:
+    """Per-row column indices ``[rows, k]`` -> indices into the flattened ``[rows * cols]`` matrix."""
+    return (rows_idx + cols * torch.arange(rows_idx.shape[0]).unsqueeze(1)).flatten()
+
+
+def _zero_index(score: torch.Tensor, sparsity, nm) -> torch.Tensor:
+    rows, cols = score.shape
+    if nm is not None:
+        keep, m = nm
+        idx = torch.topk(score.reshape(rows, cols // m, m), m - keep, dim=-1, largest=False).indices
+        idx = idx + m * torch.arange(cols // m).view(1, -1, 1)
+        return flat_index(idx.reshape(rows, -1), cols)
+    k = int(round(sparsity * cols))
+    if k == 0:
+        return torch.zeros(0, dtype=torch.long)
+    return flat_index(row_lowest_index(score, k), cols)
+
+
+def magnitude_zero_index(weight: torch.Tensor, sparsity, nm, scope: str = "matrix") -> torch.Tensor:
+    """Flat indices of the weights magnitude pruning zeros (the True entries of :func:`magnitude_mask`)."""
+    score = weight.detach().abs()
+    if nm is not None or scope == "row":
+        return _zero_index(score, sparsity, nm)
+    return lowest_k_index(score.flatten(), int(round(sparsity * score.numel())))
+
+
+def wanda_zero_index(weight: torch.Tensor, input_norm: torch.Tensor, sparsity, nm) -> torch.Tensor:
+    """Flat indices of the weights Wanda zeros (the True entries of :func:`wanda_mask`)."""
+    return _zero_index(weight.detach().abs().float() * input_norm.unsqueeze(0), sparsity, nm)
 
 
 def wanda_mask(weight: torch.Tensor, input_norm: torch.Tensor, sparsity: float | None,

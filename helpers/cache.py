@@ -1,0 +1,303 @@
+"""A result cache for expensive, deterministic steps, shared by the notebooks.
+
+Pruning masks and weights, importance profiles and evaluation tables are the same every time the
+same model, method, options and data meet the same code. The cache stores them on disk so that a
+second run of the series (or of one notebook) skips the work:
+
+* **key**: the function, every argument (tensors, texts and data sets by content), the model's
+  *state* — a digest of its weights plus the sublayers :func:`helpers.pruned` currently drops —
+  and a digest of the helpers package's own source (change the code and old entries are never
+  read again);
+* **value**: written atomically (a temporary file renamed into place) with a checksum that is
+  verified on every read; a corrupted or unreadable entry is deleted and recomputed, never trusted;
+* **where**: ``<cache_dir>/results`` (``PRUNING_COURSE_RESULTS`` moves it); safe to delete at any
+  time (``python -m helpers cache --clear``);
+* **off**: ``PRUNING_COURSE_RESULT_CACHE=0`` in the environment, :func:`set_enabled` (False), or
+  ``with helpers.cache.disabled(): ...``.
+
+A model whose forward is changed in a way the cache cannot see (forward hooks of your own are
+detected and bypass the cache; other monkey-patching is not) should run with the cache off.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import xxhash
+
+__all__ = ["cached", "clear", "digest", "disabled", "enabled", "get", "model_state", "put",
+           "results_dir", "set_enabled", "stats"]
+
+ENV_SWITCH = "PRUNING_COURSE_RESULT_CACHE"
+ENV_DIR = "PRUNING_COURSE_RESULTS"
+_FORMAT = b"pruning-course-result-v1\n"
+_state = {"enabled": None}
+_counts = {"hits": 0, "misses": 0, "bypassed": 0, "corrupt": 0}
+
+
+def enabled() -> bool:
+    """Whether the cache is used (default on; off with ``PRUNING_COURSE_RESULT_CACHE=0``)."""
+    if _state["enabled"] is not None:
+        return _state["enabled"]
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def set_enabled(on: bool | None) -> None:
+    """Turn the cache on or off for this process (``None``: back to the environment's setting)."""
+    _state["enabled"] = on
+
+
+@contextlib.contextmanager
+def disabled():
+    """Inside the block nothing is read from or written to the cache."""
+    old = _state["enabled"]
+    _state["enabled"] = False
+    try:
+        yield
+    finally:
+        _state["enabled"] = old
+
+
+def results_dir() -> Path:
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env).expanduser()
+    from .models import cache_dir
+
+    return cache_dir() / "results"
+
+
+def stats() -> dict:
+    """Hits, misses, bypasses and corrupt entries seen by this process."""
+    return dict(_counts)
+
+
+def clear() -> int:
+    """Delete every stored result; returns how many files were removed."""
+    root = results_dir()
+    n = 0
+    if root.is_dir():
+        for f in root.rglob("*.pkl"):
+            f.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------- digests
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A digest of the helpers package's source files (any change makes a new cache namespace)."""
+    h = xxhash.xxh3_128()
+    root = Path(__file__).resolve().parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _tensor_bytes(t: torch.Tensor) -> memoryview | bytes:
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    t = t.contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return memoryview(t.numpy()).cast("B") if t.numel() else b""
+
+
+def _feed(h, obj) -> None:
+    """Feed a stable, type-tagged serialisation of ``obj`` into the hash ``h``."""
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        h.update(f"{type(obj).__name__}:".encode())
+        h.update(obj if isinstance(obj, bytes) else repr(obj).encode())
+    elif isinstance(obj, torch.Tensor):
+        h.update(f"tensor:{tuple(obj.shape)}:{obj.dtype}:".encode())
+        h.update(_tensor_bytes(obj))
+    elif isinstance(obj, np.ndarray):
+        h.update(f"ndarray:{obj.shape}:{obj.dtype}:".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__}[{len(obj)}]".encode())
+        for x in obj:
+            _feed(h, x)
+    elif isinstance(obj, (set, frozenset)):
+        h.update(f"set[{len(obj)}]".encode())
+        for x in sorted(obj, key=repr):
+            _feed(h, x)
+    elif isinstance(obj, dict):
+        h.update(f"dict[{len(obj)}]".encode())
+        for k in sorted(obj, key=repr):
+            _feed(h, k)
+            _feed(h, obj[k])
+    elif type(obj).__name__ == "Dataset" and hasattr(obj, "_fingerprint"):
+        h.update(b"dataset:")
+        h.update(str(obj._fingerprint).encode())
+    elif type(obj).__name__ == "DataFrame" and hasattr(obj, "to_parquet"):
+        import pandas as pd
+
+        h.update(f"frame:{list(obj.columns)}:".encode())
+        h.update(pd.util.hash_pandas_object(obj, index=True).values.tobytes())
+    elif isinstance(obj, torch.nn.Module):
+        h.update(b"model:")
+        h.update(model_state(obj).encode())
+    elif callable(obj) and hasattr(obj, "__qualname__"):
+        h.update(f"fn:{getattr(obj, '__module__', '')}.{obj.__qualname__}".encode())
+    elif hasattr(obj, "name_or_path") and hasattr(obj, "vocab_size"):   # a tokenizer
+        h.update(f"tokenizer:{obj.name_or_path}:{obj.vocab_size}:{len(obj)}:{obj.padding_side}:"
+                 f"{obj.pad_token_id}".encode())
+    else:
+        raise TypeError(f"cannot key the cache on a {type(obj).__name__}")
+
+
+def digest(*parts) -> str:
+    """A stable hex digest of ``parts`` (numbers, strings, tensors, arrays, containers, data sets)."""
+    h = xxhash.xxh3_128()
+    _feed(h, parts)
+    return h.hexdigest()
+
+
+_STATE_MEMO: "dict[int, tuple]" = {}
+
+
+def model_state(model: torch.nn.Module) -> str:
+    """Digest of the model's weights, their dtypes and the sublayers active pruned() blocks drop.
+
+    Memoised on the parameters' version counters (which every in-place change bumps), so asking
+    twice without a change costs nothing.
+    """
+    from .pruning import dropped_sublayers
+
+    params = list(model.state_dict(keep_vars=True).items())
+    versions = tuple(p._version for _, p in params)
+    dropped = tuple(sorted(dropped_sublayers(model)))
+    memo = _STATE_MEMO.get(id(model))
+    if memo is not None and memo[0] is model and memo[1] == versions and memo[2] == dropped:
+        return memo[3]
+    h = xxhash.xxh3_128()
+    h.update(type(model).__name__.encode())
+    for name, p in params:
+        h.update(f"{name}:{tuple(p.shape)}:{p.dtype}:".encode())
+        h.update(_tensor_bytes(p))
+    h.update(repr(dropped).encode())
+    value = h.hexdigest()
+    _STATE_MEMO[id(model)] = (model, versions, dropped, value)
+    return value
+
+
+def _has_foreign_hooks(model: torch.nn.Module) -> bool:
+    for m in model.modules():
+        if m._forward_hooks or m._forward_pre_hooks:
+            return True
+        hook = getattr(m, "_hf_hook", None)        # accelerate's device hooks change nothing
+        if hook is not None and type(hook).__name__ not in ("AlignDevicesHook", "SequentialHook"):
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------- storage
+
+def _path(namespace: str, key: str) -> Path:
+    return results_dir() / namespace / f"{key}.pkl"
+
+
+def get(namespace: str, key: str) -> tuple[bool, Any]:
+    """``(True, value)`` for a valid stored entry, else ``(False, None)`` (corrupt ones are deleted)."""
+    path = _path(namespace, key)
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return False, None
+    try:
+        if not blob.startswith(_FORMAT):
+            raise ValueError("unknown format")
+        body = blob[len(_FORMAT):]
+        check, payload = body[:32], body[32:]
+        if xxhash.xxh3_128_hexdigest(payload).encode() != check:
+            raise ValueError("checksum mismatch")
+        return True, pickle.loads(payload)
+    except Exception:  # noqa: BLE001 — anything wrong with an entry means: recompute it
+        _counts["corrupt"] += 1
+        path.unlink(missing_ok=True)
+        return False, None
+
+
+def put(namespace: str, key: str, value: Any) -> None:
+    """Store ``value`` atomically (temporary file + rename); a failure to write is not an error."""
+    path = _path(namespace, key)
+    try:
+        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_FORMAT)
+                f.write(xxhash.xxh3_128_hexdigest(payload).encode())
+                f.write(payload)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        pass
+
+
+# ----------------------------------------------------------------------------- the decorator
+
+def cached(fn: Callable | None = None, *, namespace: str | None = None, ignore: tuple = ("progress",)):
+    """Cache a deterministic function of (model, tokenizer, data, options) on disk.
+
+    The key covers every argument (keyword names included; ``ignore`` lists arguments that do not
+    change the result, such as ``progress``), the state of every model argument
+    (:func:`model_state`) and :func:`code_digest`. Calls on a model with forward hooks of its own,
+    or with an argument the cache cannot key (an arbitrary object), simply run uncached.
+    """
+    def deco(f):
+        ns = namespace or f"{f.__module__}.{f.__qualname__}"
+
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            if not enabled():
+                return f(*args, **kwargs)
+            models = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.nn.Module)]
+            if any(_has_foreign_hooks(m) for m in models):
+                _counts["bypassed"] += 1
+                return f(*args, **kwargs)
+            try:
+                key = digest(ns, code_digest(), args,
+                             {k: v for k, v in kwargs.items() if k not in ignore})
+            except TypeError:
+                _counts["bypassed"] += 1
+                return f(*args, **kwargs)
+            hit, value = get(ns, key)
+            if hit:
+                _counts["hits"] += 1
+                return value
+            _counts["misses"] += 1
+            value = f(*args, **kwargs)
+            put(ns, key, value)
+            return value
+
+        wrapper.uncached = f
+        return wrapper
+
+    return deco(fn) if fn is not None else deco
+
+
+def pack_index(idx: torch.Tensor, numel: int) -> np.ndarray:
+    """Flat indices of a tensor with ``numel`` entries as a packed bit mask (numel / 8 bytes)."""
+    mask = np.zeros(numel, dtype=bool)
+    mask[idx.cpu().numpy()] = True
+    return np.packbits(mask)
+
+
+def unpack_index(bits: np.ndarray, numel: int) -> torch.Tensor:
+    """Inverse of :func:`pack_index` (indices in ascending order)."""
+    return torch.from_numpy(np.flatnonzero(np.unpackbits(bits, count=numel)))
