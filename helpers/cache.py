@@ -148,8 +148,9 @@ def _feed(h, obj) -> None:
     elif isinstance(obj, torch.nn.Module):
         h.update(b"model:")
         h.update(model_state(obj).encode())
-    elif callable(obj) and hasattr(obj, "__qualname__"):
-        h.update(f"fn:{getattr(obj, '__module__', '')}.{obj.__qualname__}".encode())
+    elif callable(obj) and not hasattr(obj, "vocab_size"):   # (tokenizers are callable too)
+        # a function argument: its code and closure could be anything, so no safe key exists
+        raise TypeError("cannot key the cache on a function argument")
     elif hasattr(obj, "name_or_path") and hasattr(obj, "vocab_size"):   # a tokenizer
         h.update(f"tokenizer:{obj.name_or_path}:{obj.vocab_size}:{len(obj)}:{obj.padding_side}:"
                  f"{obj.pad_token_id}".encode())
@@ -271,7 +272,7 @@ def cached(fn: Callable | None = None, *, namespace: str | None = None, ignore: 
                 _counts["bypassed"] += 1
                 return f(*args, **kwargs)
             try:
-                key = digest(ns, code_digest(), args,
+                key = digest(f"{f.__module__}.{f.__qualname__}", ns, code_digest(), args,
                              {k: v for k, v in kwargs.items() if k not in ignore})
             except TypeError:
                 _counts["bypassed"] += 1

@@ -111,3 +111,14 @@ def test_pruning_from_the_cache_is_identical(on, method, opts):
     other = torch.randint(0, V, (4, 16), generator=torch.Generator().manual_seed(2))
     with helpers.pruned(model, method, calibration=other, **opts) as r3:
         assert not any("result cache" in n for n in r3.notes)  # other calibration text: a miss
+
+
+def test_function_arguments_bypass_the_cache(on):
+    calls = []
+
+    @cache.cached(namespace="test.g")
+    def g(x, fn):
+        calls.append(1)
+        return fn(x)
+
+    assert g(2, lambda v: v + 1) == 3 and g(2, lambda v: v * 10) == 20 and len(calls) == 2
