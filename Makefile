@@ -1,5 +1,6 @@
 # make run   : create the environment if missing, prepare the model, execute every notebook -> build/
 # make test  : create the environment if missing, run the unit tests and every notebook (nbval)
+# make slides: reveal.js slides of every notebook -> build/slides/ (reuses what make run executed)
 # make sync  : after editing a notebook's paired script notebooks/NN_name.py, update its .ipynb
 # make check-book : render one page of the book, open it offline in headless Chromium, screenshot it
 #              into build/check-book.png, fail if raw TeX is left (NB=..., EXECUTE=1 to execute it first)
@@ -10,12 +11,12 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
-.PHONY: setup model run test unit fast sync notebooks bench lab clean check-book
+.PHONY: setup model run slides test unit fast sync notebooks bench lab clean check-book
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=24"
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[test,grading]"
 	touch $(STAMP)
 
 setup: $(STAMP) model
@@ -28,6 +29,10 @@ model: $(STAMP)
 
 run: setup
 	$(PY) -m helpers build --out build
+
+# Executes only the notebooks that `make run` has not left executed in build/.
+slides: setup
+	$(PY) -m helpers slides --out build
 
 test: setup
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider

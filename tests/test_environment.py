@@ -47,14 +47,19 @@ def test_notebooks_are_stored_without_outputs():
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
                 assert not cell.get("outputs") and cell.get("execution_count") is None, (
-                    f"{nb_path.name} is stored with outputs; clear them (tools/py2nb.py writes clean notebooks)"
+                    f"{nb_path.name} is stored with outputs; clear them (jupytext --sync writes clean notebooks)"
                 )
 
 
 def test_notebooks_are_numbered_and_titled():
     for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         assert re.match(r"\d\d_[a-z0-9_]+\.ipynb$", nb_path.name), nb_path.name
-        first = json.loads(nb_path.read_text())["cells"][0]
+        cells = json.loads(nb_path.read_text())["cells"]
+        # the parameters cell may come first (papermill's convention); the title comes next
+        if cells[0]["cell_type"] == "code":
+            assert "parameters" in cells[0].get("metadata", {}).get("tags", []), nb_path.name
+            cells = cells[1:]
+        first = cells[0]
         assert first["cell_type"] == "markdown" and "".join(first["source"]).startswith("# "), (
-            f"{nb_path.name} must open with a title"
+            f"{nb_path.name} must open with a title (after its parameters cell)"
         )
