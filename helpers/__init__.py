@@ -5,7 +5,9 @@ The notebooks show the ideas; this package does the plumbing. Public names are s
 Modules (each reachable as ``helpers.<module>``): ``models`` (loading), ``architectures`` (where
 a family keeps its parts), ``hooks``, ``tracing`` (:func:`trace`), ``comparison``
 (:func:`compare`, :func:`transitions`), ``metrics``, ``pruning`` (:func:`pruned`), ``corpus``,
-``evaluation`` (:func:`perplexity`), ``tasks``, ``perturb``, ``widgets``, ``plots``, ``checks``
+``evaluation`` (:func:`perplexity`), ``tasks``, ``stats``, ``generation``
+(:func:`generation_trace`), ``shrinking`` (:func:`shrink`), ``drafting``, ``costs``, ``analysis``
+(``python -m helpers analyze``), ``cache``, ``perturb``, ``widgets``, ``plots``, ``checks``
 (the exercise checks; reference solutions in ``helpers.solutions``).
 
 Calling convention: ``f(model, tokenizer, data, *, options)``; wherever a tokenizer is needed and
@@ -18,26 +20,33 @@ import sys as _sys
 import types as _types
 import warnings as _warnings
 
-from . import (architectures, checks, comparison, corpus, evaluation, hooks, metrics, models, perturb,
-               plots, pruning, tasks, tracing, widgets)
+from . import (analysis, architectures, cache, checks, comparison, corpus, costs, drafting, evaluation,
+               generation, hooks, metrics, models, perturb, plots, pruning, shrinking, stats, tasks,
+               tracing, widgets)
 from .architectures import Arch, UnsupportedModelError, arch
-from .comparison import compare, transitions
+from .comparison import compare, local_errors, transitions
 from .corpus import load_calibration, load_heldout
+from .costs import measure_cost, weight_fingerprint
 from .evaluation import perplexity
+from .generation import first_divergence, generation_trace
 from .models import (PACKAGED, MissingTokenizerError, ModelNotAvailableError, cache_dir, device,
                      load_model, prepare, resolve_tokenizer, tokenizer_for)
 from .pruning import PruneResult, PruningError, pruned, sparsity_report, sublayer_importance
+from .shrinking import ShrinkError, shrink
 from .tracing import Trace, trace
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "Arch", "MissingTokenizerError", "checks", "ModelNotAvailableError", "PACKAGED", "PruneResult",
-    "PruningError", "Trace", "UnsupportedModelError", "architectures", "arch", "cache_dir",
-    "compare", "comparison", "corpus", "device", "evaluation", "hooks", "load_calibration",
-    "load_heldout", "load_model", "metrics", "models", "perplexity", "perturb", "plots", "prepare",
-    "pruned", "pruning", "resolve_tokenizer", "seed_everything", "sparsity_report",
-    "sublayer_importance", "tasks", "tokenizer_for", "trace", "tracing", "transitions", "widgets",
+    "analysis", "arch", "Arch", "architectures", "cache", "cache_dir", "checks", "compare",
+    "comparison", "corpus", "costs", "device", "drafting", "evaluation", "first_divergence",
+    "generation", "generation_trace", "hooks", "load_calibration", "load_heldout", "load_model",
+    "local_errors", "measure_cost", "metrics", "MissingTokenizerError", "ModelNotAvailableError",
+    "models", "PACKAGED", "perplexity", "perturb", "plots", "prepare", "pruned", "PruneResult",
+    "pruning", "PruningError", "resolve_tokenizer", "seed_everything", "shrink", "ShrinkError",
+    "shrinking", "sparsity_report", "stats", "sublayer_importance", "tasks", "tokenizer_for",
+    "Trace", "trace", "tracing", "transitions", "UnsupportedModelError", "weight_fingerprint",
+    "widgets",
 ]
 
 # Tokenizers' own thread pool would compete with torch's on a 2-core laptop and warns after a fork

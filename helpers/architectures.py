@@ -69,6 +69,8 @@ class Layout:
     lm_head: str = "lm_head"
     #: config attribute holding the final logit soft-cap (None or missing: no cap)
     softcap: str = "final_logit_softcapping"
+    #: the norm that reads the residual stream at the start of the attention branch (helpers.shrink)
+    attn_norm: str = "input_layernorm"
 
     @property
     def linears(self) -> tuple[str, ...]:
@@ -191,6 +193,46 @@ class Arch:
             z = torch.tanh(z / self.softcap) * self.softcap
         return z
 
+    # ------------------------------------------------ removing sublayers for good (helpers.shrink)
+    def branch(self, sub: str) -> tuple[str, ...]:
+        """Dotted names (inside a layer), in order, of the modules of one residual branch.
+
+        ``"attn"``: the attention norm, attention, and the output norm if the layout has one
+        (Gemma 3); ``"mlp"``: the mid norm, the MLP, and the output norm if any. A layer computes
+        ``h += branch(h)`` for each, attention first; nothing else in a layer reads them.
+        """
+        lo = self.layout
+        if sub == "attn":
+            names = (lo.attn_norm, lo.attn, lo.attn_out)
+        elif sub == "mlp":
+            names = (lo.mid_norm, lo.mlp, lo.mlp_out)
+        else:
+            raise ValueError(f"sub must be one of {SUBLAYERS}, got {sub!r}.")
+        return tuple(dict.fromkeys(names))   # attn_out == attn in the Llama layout
+
+    def remove_sublayers(self, i: int, subs) -> None:
+        """Make layer ``i`` compute only the branches not in ``subs``, and drop the others' weights.
+
+        The modules of each removed branch (:meth:`branch`) are replaced by a weightless
+        :class:`RemovedSublayer`, and the layer's class by a subclass whose forward runs the kept
+        branch only: ``h + attn_branch(h)``, or ``h + mlp_branch(h)``, or ``h`` (nothing is
+        computed for a removed branch; a removed attention writes nothing into the KV cache).
+        Changes this model in place and for good: :func:`helpers.shrink` calls it on a new copy.
+        """
+        subs = frozenset(subs)
+        if not subs <= set(SUBLAYERS):
+            raise ValueError(f"subs must be a subset of {SUBLAYERS}, got {sorted(subs)}.")
+        layer = self.layers[i]
+        base = getattr(type(layer), "_partial_base", type(layer))
+        removed = frozenset(getattr(layer, "_removed_sublayers", frozenset())) | subs
+        for sub in subs:
+            for name in self.branch(sub):
+                parent, _, child = name.rpartition(".")
+                setattr(layer.get_submodule(parent) if parent else layer, child,
+                        RemovedSublayer(f"{sub} of layer {i}"))
+        kept = {sub: self.branch(sub) for sub in SUBLAYERS if sub not in removed}
+        layer.__class__ = _partial_class(base, kept, self.layout.attn, removed)
+
     @contextlib.contextmanager
     def skip_sublayer(self, i: int, sub: str) -> Iterator[None]:
         """Inside the block, sublayer ``sub`` of layer ``i`` adds nothing to the residual stream.
@@ -232,6 +274,56 @@ def _zero_mlp(x, *args, **kwargs):
     return x.new_zeros(x.shape)
 
 
+class RemovedSublayer(nn.Module):
+    """Stands where :meth:`Arch.remove_sublayers` took a module out: no weights, never runs."""
+
+    def __init__(self, what: str = "this sublayer"):
+        super().__init__()
+        self.what = what
+
+    def forward(self, *args, **kwargs):
+        raise RuntimeError(f"{self.what} was removed (helpers.shrink); the layer's forward skips it.")
+
+    def extra_repr(self) -> str:
+        return self.what
+
+
+_PARTIAL: dict = {}
+
+
+def _partial_class(base: type, branches: dict, attn: str, removed: frozenset) -> type:
+    """A subclass of decoder-layer class ``base`` that runs only ``branches`` (``{sub: names}``)."""
+    key = (base, tuple(branches.items()), attn, removed)
+    if key in _PARTIAL:
+        return _PARTIAL[key]
+    import inspect
+
+    sig = inspect.signature(base.forward)
+    var_kw = next((n for n, p in sig.parameters.items() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+
+    def forward(self, hidden_states, *args, **kwargs):
+        if args:  # transformers passes everything but the hidden states by keyword; map the rest
+            kwargs = dict(sig.bind(self, hidden_states, *args, **kwargs).arguments)
+            kwargs.pop("self", None)
+            kwargs.pop("hidden_states", None)
+            kwargs.update(kwargs.pop(var_kw, {}) if var_kw else {})
+        h = hidden_states
+        for names in branches.values():
+            x = h
+            for name in names:
+                module = self.get_submodule(name)
+                x = module(hidden_states=x, **kwargs)[0] if name == attn else module(x)
+            h = h + x
+        return h
+
+    label = "".join(s.capitalize() for s in sorted(removed)) or "Nothing"
+    cls = type(f"{base.__name__}Without{label}", (base,),
+               {"forward": forward, "_partial_base": base, "_removed_sublayers": removed,
+                "__module__": __name__})
+    _PARTIAL[key] = cls
+    return cls
+
+
 def arch(model: nn.Module) -> Arch:
     """Describe ``model`` (a transformers causal LM) or raise :class:`UnsupportedModelError`."""
     for layout in LAYOUTS.values():
@@ -245,14 +337,17 @@ def arch(model: nn.Module) -> Arch:
             f"`model.model.layers`, `model.model.norm` and `model.lm_head` (Llama, Qwen, Mistral, "
             f"Gemma 3 families). Describe your architecture with a helpers.architectures.Layout "
             f"and register it with helpers.architectures.register_layout.")
-    first = layers[0]
+    # a layer that helpers.shrink left partial lacks a branch: describe the model by a whole one
+    first = next((la for la in layers if not getattr(la, "_removed_sublayers", None)), layers[0])
     found = next((lo for lo in LAYOUTS.values() if all(hasattr(first, a) for a in lo.signature)), None)
     if found is None:
         raise UnsupportedModelError(
             f"{type(first).__name__} is a decoder layer the series does not know (a Llama-style "
             f"layer has input_layernorm/self_attn/post_attention_layernorm/mlp). Describe it with a "
             f"helpers.architectures.Layout and register it with register_layout.")
-    missing = [n for n in found.linears if not isinstance(_get(first, n), nn.Linear)]
+    gone = getattr(first, "_removed_sublayers", ())
+    missing = [n for n in found.linears
+               if found.sublayer_of(n) not in gone and not isinstance(_get(first, n), nn.Linear)]
     if missing:
         raise UnsupportedModelError(
             f"{type(first).__name__} lacks the linear maps {missing}; the {found.name!r} layout "

@@ -1,5 +1,6 @@
 r"""Distances between two sets of representations: dense vs pruned (:func:`compare`), the
-residual stream before vs after each sublayer (:func:`transitions`).
+residual stream before vs after each sublayer (:func:`transitions`), and what each pruned sublayer
+injects on the dense input (:func:`local_errors`).
 
 All metrics come from :mod:`helpers.metrics`; the traces from :func:`helpers.trace`.
 """
@@ -14,7 +15,7 @@ import torch
 from . import metrics as M
 from .tracing import SPACES, Trace, parse_site, site_name, trace
 
-__all__ = ["COLUMNS", "compare", "transitions"]
+__all__ = ["COLUMNS", "compare", "local_errors", "transitions"]
 
 # numbers per chunk when computing metrics (2^18 float64 = 2 MB: the temporaries stay in the CPU cache)
 _CHUNK_ELEMS = 1 << 18
@@ -182,3 +183,105 @@ def transitions(model, tokenizer, texts, *, T: float = 1.0, positions=-1, spaces
                                  mask_h, mask_z, spaces, T):
                 rows.append({"layer": i, "sublayer": sub, **r})
     return pd.DataFrame(rows, columns=["layer", "sublayer", "space", "n", *COLUMNS])
+
+
+def local_errors(model, tokenizer, texts, method: str, *, positions=-1, T: float = 1.0,
+                 spaces=SPACES, **prune_options) -> pd.DataFrame:
+    r"""What each pruned sublayer injects by itself: the pruned sublayer on the **dense** input.
+
+    End to end (:func:`compare` of a dense and a pruned trace), the error at layer ``i`` mixes what
+    layer ``i`` adds with everything the layers before it already changed. This separates the two.
+    With ``x_i`` = resid_pre, ``a_i`` = attn_out, ``m_i = x_i + a_i`` = resid_mid, ``f_i`` = mlp_out
+    of the dense model, and a prime for the pruned sublayer run on the *dense* input,
+
+    .. math::  a'_i = \mathrm{Attn}'_i(x_i), \qquad f'_i = \mathrm{MLP}'_i(m_i),
+
+    the rows compare, at every layer:
+
+    * ``target="contribution"`` (space ``h`` only): ``a_i`` vs ``a'_i`` and ``f_i`` vs ``f'_i``;
+    * ``target="residual"`` (spaces ``h``, ``z`` by the logit lens, ``p``): ``m_i`` vs
+      ``x_i + a'_i`` (sublayer ``attn``) and ``x_{i+1} = m_i + f_i`` vs ``m_i + f'_i`` (``mlp``):
+      the residual stream the dense model would carry on if only this one sublayer were pruned.
+
+    How: one dense :func:`helpers.trace` of every site at every position; then, inside
+    ``helpers.pruned(model, method, **prune_options)``, one more pass in which forward pre-hooks
+    hand every decoder layer the dense ``x_i`` and every MLP (through its norm) the dense ``m_i``,
+    while the trace's hooks read what each pruned sublayer outputs. Attention sees the dense
+    input at every position, so this is the sublayer's own error. A dropped sublayer reads as
+    ``a'_i = 0`` (``one_minus_cos`` = 1, ``par`` = 1 for its contribution). On exit the hooks are
+    removed and the dense weights restored, also after an exception.
+
+    ``positions``: which tokens to compare, as in :func:`helpers.trace` (default each text's last;
+    None: every real token in ``h``, the last one in ``z``/``p``). Returns one row per
+    (layer, sublayer, target, space): columns ``layer``, ``sublayer``, ``target``, ``space``,
+    ``n`` and the metric columns of :func:`compare`. ``df.attrs["dropped"]`` lists what a drop
+    method removed.
+    """
+    from .hooks import hooked
+    from .pruning import pruned
+    from .architectures import arch
+
+    spaces = _check_spaces(spaces, T)
+    A = arch(model)
+    L = A.n_layers
+    dense = trace(model, tokenizer, texts, sites=None, positions=None)
+    batch = {"input_ids": dense.input_ids, "attention_mask": dense.attention_mask}
+
+    def layer_input(i):
+        x = dense.h(site_name(i, "resid_pre"))
+
+        def hook(module, args, kwargs):
+            if args:
+                return (x, *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": x}
+        return hook
+
+    def mlp_input(i):
+        m = dense.h(site_name(i, "resid_mid"))
+
+        def hook(module, args):
+            return (m, *args[1:])
+        return hook
+
+    regs = [(A.layers[i], "pre", layer_input(i), True) for i in range(L)]
+    regs += [(A.mid_norm(i), "pre", mlp_input(i)) for i in range(L)]
+    with pruned(model, method, **prune_options) as result:
+        with hooked(regs):
+            local = trace(model, tokenizer, batch, sites=["attn_out", "mlp_out"], positions=positions)
+
+    # the dense values at the positions the local trace kept
+    rows_ = torch.arange(local.positions.shape[0])[:, None]
+
+    def at(t):
+        return t if local.full_sequence else t[rows_.to(t.device), local.positions.to(t.device)]
+
+    def pair(dense_acts, local_acts):
+        meta = dict(input_ids=local.input_ids, attention_mask=local.attention_mask,
+                    positions=local.positions, mask=local.mask, full_sequence=local.full_sequence,
+                    n_layers=L)
+        return Trace(dense_acts, lens=local._lens, **meta), Trace(local_acts, lens=local._lens, **meta)
+
+    d_res, l_res, d_con, l_con = {}, {}, {}, {}
+    for i in range(L):
+        x, a, m, f = (at(dense.h(site_name(i, k))) for k in ("resid_pre", "attn_out", "resid_mid", "mlp_out"))
+        a2, f2 = local.h(site_name(i, "attn_out")), local.h(site_name(i, "mlp_out"))
+        s_mid, s_post = site_name(i, "resid_mid"), site_name(i, "resid_post")
+        d_res[s_mid], l_res[s_mid] = m, x + a2
+        d_res[s_post], l_res[s_post] = m + f, m + f2
+        s_a, s_f = site_name(i, "attn_out"), site_name(i, "mlp_out")
+        d_con[s_a], l_con[s_a], d_con[s_f], l_con[s_f] = a, a2, f, f2
+
+    sub_of = {"resid_mid": "attn", "resid_post": "mlp", "attn_out": "attn", "mlp_out": "mlp"}
+    frames = [compare(*pair(d_res, l_res), T=T, spaces=spaces).assign(target="residual")]
+    if "h" in spaces:
+        frames.append(compare(*pair(d_con, l_con), T=T, spaces=("h",)).assign(target="contribution"))
+    df = pd.concat(frames, ignore_index=True)
+    df["sublayer"] = df["kind"].map(sub_of)
+    df = df.sort_values(["target", "layer", "sublayer", "space"], kind="stable",
+                        key=lambda c: c.map({"residual": 0, "contribution": 1, "attn": 0, "mlp": 1,
+                                             "h": 0, "z": 1, "p": 2}) if c.name in
+                        ("target", "sublayer", "space") else c)
+    df = df[["layer", "sublayer", "target", "space", "n", *COLUMNS]].reset_index(drop=True)
+    df.attrs["dropped"] = list(result.dropped)
+    df.attrs["method"] = method
+    return df

@@ -162,13 +162,25 @@ def second_order_cos_p(z: torch.Tensor, z_pruned: torch.Tensor, T: float = 1.0) 
 
 
 def option_logits(z: torch.Tensor, option_ids) -> torch.Tensor:
-    """Logits restricted to the option tokens ``S`` of a multiple-choice item (last dim → |S|)."""
+    r"""Logits restricted to the option tokens ``S`` of a multiple-choice item: :math:`z_S`
+    (last dim → |S|).
+
+    ``option_ids``: one set for every row (a 1-D list/tensor of token ids), or one set per row
+    (shape ``[*z.shape[:-1], |S|]``, e.g. ``[items, 4]`` for a batch of items with 4 options each).
+    """
     idx = torch.as_tensor(option_ids, device=z.device, dtype=torch.long)
-    return z.index_select(-1, idx)
+    if idx.dim() <= 1:
+        return z.index_select(-1, idx.reshape(-1))
+    if idx.shape[:-1] != z.shape[:-1]:
+        raise ValueError(f"Per-row option_ids {tuple(idx.shape)} must match the leading shape of "
+                         f"z {tuple(z.shape[:-1])} (plus one last dimension: the options).")
+    return z.gather(-1, idx)
 
 
 def option_probs(z: torch.Tensor, option_ids, T: float = 1.0) -> torch.Tensor:
-    """``p`` restricted to the option tokens and renormalised: ``softmax(z_S / T)``."""
+    r"""``p`` restricted to the option tokens and renormalised:
+    :math:`p^S_k = e^{z_{s_k}/T} / \sum_{j \in S} e^{z_j/T} = \mathrm{softmax}(z_S / T)_k`
+    (``option_ids`` as in :func:`option_logits`)."""
     return log_softmax(option_logits(z, option_ids), T).exp()
 
 
